@@ -1,0 +1,28 @@
+"""jaxgan: generative adversarial networks in JAX/Flax.
+
+The public API::
+
+    G, D = jaxgan.models.DCGANGenerator(), jaxgan.models.DCGANDiscriminator()
+    state_g, state_d = jaxgan.create_states(key, G, D, tx_g, tx_d, latent_dim=100,
+                                            image_shape=(28, 28, 1))
+    train_step = jaxgan.make_train_step(G, D, "hinge")
+    state_g, state_d, metrics = jax.jit(train_step)(state_g, state_d, batch, key)
+"""
+
+from jaxgan import losses, models
+from jaxgan.state import NetState, abstract_states, create_states
+from jaxgan.step import TrainStep, generate, make_train_step, sample_latent
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "NetState",
+    "TrainStep",
+    "abstract_states",
+    "create_states",
+    "generate",
+    "losses",
+    "make_train_step",
+    "models",
+    "sample_latent",
+]

@@ -1,0 +1,131 @@
+"""DCGAN (Radford et al., 2016) as the TensorFlow DCGAN tutorial builds it.
+
+For 28x28 images this is the tutorial's architecture layer for layer:
+
+* G: Dense 7*7*256 (no bias), BN, LeakyReLU; ConvTranspose 128 5x5 stride 1, BN, LeakyReLU;
+  ConvTranspose 64 5x5 stride 2, BN, LeakyReLU; ConvTranspose C 5x5 stride 2, tanh.
+* D: Conv 64 5x5 stride 2, LeakyReLU, Dropout 0.3; Conv 128 5x5 stride 2, LeakyReLU,
+  Dropout 0.3; Dense 1.
+
+Other sizes keep the pattern with one more stride-2 stage per halving: the number of
+stages ``k`` is the largest with ``H / 2**k`` and ``W / 2**k`` whole numbers of at least 4.
+28x28 gives k=2 (the tutorial); 32x32 (CIFAR-10) gives k=3: G starts from 4x4x512,
+then ConvTranspose 256 s1, 128 s2, 64 s2, C s2; D is Conv 64, 128, 256 (all s2), Dense 1.
+
+LeakyReLU slope 0.3 and BatchNorm epsilon 1e-3 are Keras's defaults, which the tutorial
+uses; both are attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def num_stages(height: int, width: int) -> int:
+  """Stride-2 stages of the DCGAN pair for an image of ``height`` x ``width``.
+
+  Raises:
+    ValueError: when neither side can be halved to a whole size of at least 4.
+  """
+  k = 0
+  while all(s % 2 ** (k + 1) == 0 and s // 2 ** (k + 1) >= 4 for s in (height, width)):
+    k += 1
+  if k == 0:
+    raise ValueError(
+        f"The DCGAN models need image sides that halve to whole numbers >= 4 "
+        f"(e.g. 28, 32, 64); got {height}x{width}. Resize or pad the images, or use "
+        "jaxgan.models.MLPGenerator/MLPDiscriminator."
+    )
+  return k
+
+
+class DCGANGenerator(nn.Module):
+  """Latent vectors ``[B, latent_dim]`` -> images ``[B, H, W, C]`` in [-1, 1].
+
+  Attributes:
+    image_shape: ``(H, W, C)``; (28, 28, 1) is the tutorial's MNIST model,
+      (32, 32, 3) the CIFAR-10-sized variant.
+    width: multiplier on every hidden layer's channel count (1.0 is the tutorial).
+    negative_slope: LeakyReLU slope.
+    axis_name: when set, BatchNorm averages its batch statistics over this mapped axis
+      (the same name as the train step's ``axis_name``), so that the statistics are those
+      of the global batch.
+    bn_momentum: BatchNorm running-average momentum.
+    bn_epsilon: BatchNorm epsilon.
+  """
+
+  image_shape: Sequence[int] = (28, 28, 1)
+  width: float = 1.0
+  negative_slope: float = 0.3
+  axis_name: str | None = None
+  bn_momentum: float = 0.99
+  bn_epsilon: float = 1e-3
+
+  @nn.compact
+  def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+    height, width_px, channels = self.image_shape
+    k = num_stages(height, width_px)
+    base_h, base_w = height // 2**k, width_px // 2**k
+
+    def ch(n: int) -> int:
+      return max(1, int(round(n * self.width)))
+
+    def bn_act(x: jax.Array) -> jax.Array:
+      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                       epsilon=self.bn_epsilon, axis_name=self.axis_name)(x)
+      return nn.leaky_relu(x, self.negative_slope)
+
+    x = z.reshape((z.shape[0], -1))
+    x = nn.Dense(base_h * base_w * ch(64 * 2**k), use_bias=False)(x)
+    x = bn_act(x).reshape((z.shape[0], base_h, base_w, ch(64 * 2**k)))
+    # Stride 1 first, then k - 1 hidden stride-2 stages halving the channels, then the
+    # output stage (the k-th stride 2).
+    strides = [1] + [2] * (k - 1)
+    for i, stride in enumerate(strides):
+      x = nn.ConvTranspose(ch(64 * 2 ** (k - 1 - i)), (5, 5), strides=(stride, stride),
+                           padding="SAME", use_bias=False)(x)
+      x = bn_act(x)
+    x = nn.ConvTranspose(channels, (5, 5), strides=(2, 2), padding="SAME", use_bias=False)(x)
+    return jnp.tanh(x)
+
+
+class DCGANDiscriminator(nn.Module):
+  """Images ``[B, H, W, C]`` -> logits ``[B]``.
+
+  Attributes:
+    width: multiplier on every layer's channel count (1.0 is the tutorial).
+    negative_slope: LeakyReLU slope.
+    dropout: dropout rate after each convolution (the tutorial's 0.3); 0 disables it.
+    spectral_norm: wrap every convolution and the dense layer in spectral
+      normalisation (Miyato et al., 2018); the power-iteration vectors live in the
+      ``batch_stats`` collection and are updated when ``train`` is true.
+  """
+
+  width: float = 1.0
+  negative_slope: float = 0.3
+  dropout: float = 0.3
+  spectral_norm: bool = False
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+    if x.ndim != 4:
+      raise ValueError(f"DCGANDiscriminator takes images [B, H, W, C]; got shape {x.shape}.")
+    k = num_stages(x.shape[1], x.shape[2])
+
+    def layer(module: nn.Module, h: jax.Array) -> jax.Array:
+      if self.spectral_norm:
+        return nn.SpectralNorm(module)(h, update_stats=train)
+      return module(h)
+
+    for i in range(k):
+      channels = max(1, int(round(64 * 2**i * self.width)))
+      x = layer(nn.Conv(channels, (5, 5), strides=(2, 2), padding="SAME"), x)
+      x = nn.leaky_relu(x, self.negative_slope)
+      if self.dropout > 0:
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    x = x.reshape((x.shape[0], -1))
+    return layer(nn.Dense(1), x)[:, 0]

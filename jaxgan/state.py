@@ -1,0 +1,192 @@
+"""Per-network training state and ``create_states``.
+
+A network's whole training state is one pytree (``NetState``): parameters, the mutable
+model collections (BatchNorm statistics, spectral-norm vectors), the optimizer state,
+a step counter and, for the generator, an exponential moving average of the parameters.
+The optimizer and the network's input shape are static (part of the tree structure, not
+leaves), so the state can go in and out of ``jax.jit`` and be saved leaf for leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+PyTree = Any
+
+
+class NetState(struct.PyTreeNode):
+  """Training state of one network.
+
+  Attributes:
+    step: number of optimizer updates applied (int32 scalar).
+    params: the ``params`` collection.
+    model_state: every other collection the module keeps (e.g. ``batch_stats``),
+      as a dict; empty for a module without mutable state.
+    opt_state: the optimizer's state.
+    ema_params: exponential moving average of ``params`` (the generator's; ``None``
+      for the discriminator).
+    tx: the optimizer (static).
+    input_shape: shape of one input example (static): ``(latent_dim,)`` for a generator,
+      the image shape for a discriminator.
+  """
+
+  step: jax.Array
+  params: PyTree
+  model_state: dict[str, PyTree]
+  opt_state: PyTree
+  ema_params: PyTree | None
+  tx: optax.GradientTransformation = struct.field(pytree_node=False)
+  input_shape: tuple[int, ...] = struct.field(pytree_node=False)
+
+  def variables(self, params: PyTree | None = None) -> dict[str, PyTree]:
+    """The variables dict for ``module.apply``: ``params`` (default: own) + model state."""
+    return {"params": self.params if params is None else params, **self.model_state}
+
+  def apply_gradients(self, grads: PyTree, model_state: dict[str, PyTree] | None = None
+                      ) -> NetState:
+    """One optimizer update; ``model_state`` (when given) replaces the mutable collections."""
+    updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+    return self.replace(
+        step=self.step + 1,
+        params=optax.apply_updates(self.params, updates),
+        opt_state=opt_state,
+        model_state=self.model_state if model_state is None else model_state,
+    )
+
+
+def _split_variables(variables: dict[str, PyTree]) -> tuple[PyTree, dict[str, PyTree]]:
+  variables = dict(variables)
+  params = variables.pop("params", {})
+  return params, variables
+
+
+def _shape_str(shape: Sequence[int]) -> str:
+  return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+
+
+def logits_shape_error(shape: Sequence[int], batch: int) -> ValueError | None:
+  """The error for a discriminator output that is not one logit per example, or None."""
+  if tuple(shape) in ((batch,), (batch, 1)):
+    return None
+  return ValueError(
+      f"The discriminator must return one logit per example, shape [B] or [B, 1] with "
+      f"B={batch}; it returned shape {_shape_str(shape)}. End it with a Dense(1) (and "
+      "reshape), or average patch logits (PatchGAN) inside the module."
+  )
+
+
+def _make_init_fn(G: nn.Module, D: nn.Module, tx_g: optax.GradientTransformation,
+                  tx_d: optax.GradientTransformation, latent_dim: int,
+                  image_shape: tuple[int, ...], init_batch_size: int):
+  def init(key: jax.Array) -> tuple[NetState, NetState]:
+    k_g, k_d, k_drop = jax.random.split(key, 3)
+    z = jnp.zeros((init_batch_size, latent_dim), jnp.float32)
+    x = jnp.zeros((init_batch_size, *image_shape), jnp.float32)
+    # Eval mode: no dropout randomness is needed and BatchNorm/spectral-norm variables
+    # are created all the same.
+    g_params, g_state = _split_variables(G.init({"params": k_g}, z, train=False))
+    d_params, d_state = _split_variables(
+        D.init({"params": k_d, "dropout": k_drop}, x, train=False))
+    state_g = NetState(step=jnp.zeros((), jnp.int32), params=g_params, model_state=g_state,
+                       opt_state=tx_g.init(g_params), ema_params=g_params, tx=tx_g,
+                       input_shape=(latent_dim,))
+    state_d = NetState(step=jnp.zeros((), jnp.int32), params=d_params, model_state=d_state,
+                       opt_state=tx_d.init(d_params), ema_params=None, tx=tx_d,
+                       input_shape=tuple(image_shape))
+    return state_g, state_d
+
+  return init
+
+
+def _check_models(G: nn.Module, D: nn.Module, latent_dim: int, image_shape: tuple[int, ...],
+                  init_batch_size: int) -> None:
+  """Abstract forward passes of both models; raises a clear error on a mismatch."""
+  for name, module in (("G", G), ("D", D)):
+    if not isinstance(module, nn.Module):
+      raise TypeError(f"{name} must be a flax.linen.Module instance, got {type(module).__name__}"
+                      " (did you pass the class instead of an instance, e.g. DCGANGenerator()?).")
+  z = jax.ShapeDtypeStruct((init_batch_size, latent_dim), jnp.float32)
+  x = jax.ShapeDtypeStruct((init_batch_size, *image_shape), jnp.float32)
+  key = jax.random.key(0)
+  g_out = jax.eval_shape(
+      lambda z: G.apply(G.init({"params": key}, z, train=False), z, train=False), z)
+  if not hasattr(g_out, "shape") or tuple(g_out.shape[1:]) != tuple(image_shape):
+    got = _shape_str(g_out.shape[1:]) if hasattr(g_out, "shape") else type(g_out).__name__
+    raise ValueError(
+        f"The generator maps latent vectors of size {latent_dim} to examples of shape {got}, "
+        f"but image_shape={_shape_str(image_shape)}. Build the generator for this image shape "
+        "(e.g. DCGANGenerator(image_shape=...)) or pass the matching image_shape."
+    )
+  d_out = jax.eval_shape(
+      lambda x: D.apply(D.init({"params": key, "dropout": key}, x, train=False), x,
+                        train=False), x)
+  err = logits_shape_error(getattr(d_out, "shape", ()), init_batch_size)
+  if err is not None:
+    raise err
+
+
+def create_states(key: jax.Array, G: nn.Module, D: nn.Module,
+                  tx_g: optax.GradientTransformation, tx_d: optax.GradientTransformation, *,
+                  latent_dim: int, image_shape: Sequence[int], init_batch_size: int = 1
+                  ) -> tuple[NetState, NetState]:
+  """Initialises the generator's and the discriminator's training states.
+
+  The models are first run on abstract shapes (``jax.eval_shape``) so that a mismatch
+  between them surfaces as a clear error before any memory is allocated; the states are
+  then built by one jitted function of ``key`` (``abstract_states`` gives the same tree
+  as shapes only, to restore checkpoints into).
+
+  Args:
+    key: a PRNG key (``jax.random.key``); split for G, D and spectral-norm vectors.
+    G: generator, ``G(z [B, latent_dim], train=...) -> images [B, *image_shape]``.
+    D: discriminator, ``D(images, train=...) -> logits [B]`` or ``[B, 1]``.
+    tx_g: the generator's optimizer.
+    tx_d: the discriminator's optimizer.
+    latent_dim: size of the latent vector.
+    image_shape: shape of one image, e.g. ``(28, 28, 1)``.
+    init_batch_size: batch size of the dummy inputs used to initialise the modules.
+
+  Returns:
+    ``(state_g, state_d)``; ``state_g.ema_params`` starts equal to ``state_g.params``.
+
+  Raises:
+    ValueError: the generator's output does not have ``image_shape``, or the
+      discriminator does not return one logit per example.
+  """
+  init_fn, image_shape = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape,
+                                            init_batch_size)
+  return jax.jit(init_fn)(_as_key(key))
+
+
+def abstract_states(G: nn.Module, D: nn.Module, tx_g: optax.GradientTransformation,
+                    tx_d: optax.GradientTransformation, *, latent_dim: int,
+                    image_shape: Sequence[int], init_batch_size: int = 1
+                    ) -> tuple[NetState, NetState]:
+  """The tree ``create_states`` returns, with ``jax.ShapeDtypeStruct`` leaves (no memory)."""
+  init_fn, _ = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size)
+  return jax.eval_shape(init_fn, jax.random.key(0))
+
+
+def _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size):
+  if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
+    raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}.")
+  image_shape = tuple(int(s) for s in image_shape)
+  if not image_shape or any(s < 1 for s in image_shape):
+    raise ValueError(f"image_shape must be a non-empty tuple of positive sizes, e.g. "
+                     f"(28, 28, 1); got {image_shape!r}.")
+  _check_models(G, D, latent_dim, image_shape, init_batch_size)
+  return _make_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size), image_shape
+
+
+def _as_key(key: jax.Array) -> jax.Array:
+  """Accepts typed keys (``jax.random.key``) and legacy uint32 keys (``PRNGKey``)."""
+  if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+    return key
+  return jax.random.wrap_key_data(key)

@@ -1,0 +1,108 @@
+"""The model families: shapes, the TF tutorial's sizes, BN sync over an axis, spectral norm."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgan import models
+
+
+def n_params(tree):
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def test_dcgan_28_matches_tensorflow_tutorial_parameter_counts():
+  # model.summary() of the TF DCGAN tutorial: generator 2,305,472 trainable parameters
+  # (+ 25,472 BN moving statistics), discriminator 212,865.
+  G, D = models.DCGANGenerator(), models.DCGANDiscriminator()
+  vg = G.init(jax.random.key(0), jnp.zeros((1, 100)), train=False)
+  vd = D.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1)), train=False)
+  assert n_params(vg["params"]) == 2_305_472
+  assert n_params(vg["batch_stats"]) == 25_472
+  assert n_params(vd["params"]) == 212_865
+  assert G.apply(vg, jnp.zeros((3, 100)), train=False).shape == (3, 28, 28, 1)
+  assert D.apply(vd, jnp.zeros((3, 28, 28, 1)), train=False).shape == (3,)
+
+
+def test_dcgan_32x32x3_variant_and_width():
+  G = models.DCGANGenerator(image_shape=(32, 32, 3), width=0.5)
+  D = models.DCGANDiscriminator(width=0.5)
+  vg = G.init(jax.random.key(0), jnp.zeros((1, 64)), train=False)
+  x = G.apply(vg, jax.random.normal(jax.random.key(1), (4, 64)) * 10, train=False)
+  assert x.shape == (4, 32, 32, 3)
+  assert float(jnp.abs(x).max()) <= 1.0  # tanh output
+  vd = D.init(jax.random.key(0), x, train=False)
+  # Three stride-2 stages of 32, 64, 128 channels at width 0.5.
+  assert [vd["params"][f"Conv_{i}"]["kernel"].shape[-1] for i in range(3)] == [32, 64, 128]
+  assert D.apply(vd, x, train=False).shape == (4,)
+
+
+def test_dcgan_rejects_sizes_it_cannot_halve():
+  # 30x30 is fine (one stride-2 stage from 15x15); 27 cannot be halved at all.
+  assert models.dcgan.num_stages(30, 30) == 1 and models.dcgan.num_stages(28, 28) == 2
+  with pytest.raises(ValueError, match="halve to whole numbers"):
+    models.DCGANGenerator(image_shape=(27, 27, 1)).init(
+        jax.random.key(0), jnp.zeros((1, 8)), train=False)
+  with pytest.raises(ValueError, match=r"images \[B, H, W, C\]"):
+    models.DCGANDiscriminator().init(jax.random.key(0), jnp.zeros((1, 784)), train=False)
+
+
+def test_mlp_pair_shapes_and_widths():
+  G, D = models.MLPGenerator(), models.MLPDiscriminator()
+  vg = G.init(jax.random.key(0), jnp.zeros((1, 100)))
+  # z -> 256 -> 512 -> 784.
+  assert [vg["params"][f"Dense_{i}"]["kernel"].shape for i in range(3)] == [
+      (100, 256), (256, 512), (512, 784)]
+  x = G.apply(vg, jnp.ones((2, 100)))
+  assert x.shape == (2, 28, 28, 1) and float(jnp.abs(x).max()) <= 1.0
+  vd = D.init(jax.random.key(0), x)
+  assert [vd["params"][f"Dense_{i}"]["kernel"].shape for i in range(3)] == [
+      (784, 512), (512, 256), (256, 1)]
+  assert D.apply(vd, x).shape == (2,)
+  # Unbounded output for 2-D toy data.
+  g2 = models.MLPGenerator(image_shape=(2,), output_activation=None, hidden=(8,))
+  v2 = g2.init(jax.random.key(0), jnp.zeros((1, 2)))
+  assert g2.apply(v2, 100 * jnp.ones((1, 2))).shape == (1, 2)
+
+
+def test_batchnorm_statistics_are_averaged_over_the_axis():
+  # Two "devices" (a vmapped axis) with half a batch each must update the BN statistics
+  # exactly as one device with the whole batch does.
+  z = jax.random.normal(jax.random.key(1), (8, 16))
+  single = models.DCGANGenerator(width=0.25)
+  variables = single.init(jax.random.key(0), z, train=False)
+  _, want = single.apply(variables, z, train=True, mutable=["batch_stats"])
+
+  synced = models.DCGANGenerator(width=0.25, axis_name="dev")
+  _, got = jax.vmap(lambda zz: synced.apply(variables, zz, train=True, mutable=["batch_stats"]),
+                    axis_name="dev")(z.reshape(2, 4, 16))
+  for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+    np.testing.assert_allclose(g[0], w, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(g[1], w, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["mlp", "dcgan"])
+def test_spectral_norm_converges_to_largest_singular_value(family):
+  D = (models.MLPDiscriminator(spectral_norm=True) if family == "mlp"
+       else models.DCGANDiscriminator(spectral_norm=True, dropout=0.0))
+  x = jax.random.normal(jax.random.key(2), (2, 28, 28, 1))
+  variables = D.init(jax.random.key(0), x, train=False)
+  apply = jax.jit(lambda v: D.apply(v, x, train=True, mutable=["batch_stats"])[1])
+  for _ in range(100):  # power iterations, one per training forward pass
+    variables = {**variables, **apply(variables)}
+  stats = variables["batch_stats"]
+  for sn_name, sn in stats.items():
+    for var, sigma in sn.items():
+      if not var.endswith("/sigma"):
+        continue
+      layer = var.split("/")[0]
+      kernel = np.asarray(variables["params"][layer]["kernel"])
+      top = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+      np.testing.assert_allclose(float(sigma), top, rtol=2e-3, err_msg=f"{sn_name}/{var}")
+  # The normalised layer has unit spectral norm, so the logits change accordingly:
+  # doubling every kernel leaves the output of a spectrally normalised D unchanged
+  # (up to the biases, which are zero at initialisation).
+  doubled = {**variables, "params": jax.tree.map(lambda p: 2 * p, variables["params"])}
+  np.testing.assert_allclose(D.apply(doubled, x, train=False), D.apply(variables, x, train=False),
+                             rtol=1e-4, atol=1e-6)
