@@ -98,24 +98,45 @@ class TrainStep:
   # -- helpers, all pure ------------------------------------------------------------
 
   def _pmean(self, tree):
-    """Mean over the device axis of every floating-point leaf (others pass through)."""
+    """Mean over the device axis of every floating-point leaf (others pass through).
+
+    Gradients are reduced as ``pmean(grad(pmean(local_loss)))``, which is the global-batch
+    gradient under every way of mapping the step: under ``shard_map`` with
+    ``check_vma=True`` autodiff already reduces the gradient of a replicated parameter
+    over the axis (the inner pmean makes that reduction a mean, and the outer pmean of
+    an axis-invariant value is the value); under ``pmap``, ``vmap`` and ``shard_map``
+    with ``check_vma=False`` the inner pmean transposes to the local gradient and the
+    outer pmean averages it. (A plain ``pmean(grad(local_loss))`` is off by the device
+    count under ``check_vma=True``.)
+    """
     if self.axis_name is None:
       return tree
     return jax.tree.map(
         lambda x: jax.lax.pmean(x, self.axis_name) if jnp.issubdtype(x.dtype, jnp.floating)
         else x, tree)
 
-  def _generate(self, state_g: NetState, params, z: jax.Array):
+  def _rngs(self, rng: jax.Array) -> dict[str, jax.Array]:
+    """The rng streams a module may use.
+
+    ``dropout`` (Flax's ``nn.Dropout``) differs per device; ``per_example`` is the same on
+    every device, for layers that index their randomness by global example
+    (``jaxgan.models.layers.ExampleDropout``), which makes them device-count independent.
+    """
+    device = 0 if self.axis_name is None else jax.lax.axis_index(self.axis_name)
+    return {"dropout": jax.random.fold_in(rng, device),
+            "per_example": jax.random.fold_in(rng, 2**31 - 1)}
+
+  def _generate(self, state_g: NetState, params, z: jax.Array, rng: jax.Array):
     """Train-mode forward of G; returns (images, updated model state)."""
     out, model_state = self.G.apply(state_g.variables(params), z, train=True,
-                                    mutable=list(state_g.model_state))
+                                    rngs=self._rngs(rng), mutable=list(state_g.model_state))
     return out, model_state
 
   def _discriminate(self, state_d: NetState, params, model_state, x: jax.Array,
                     rng: jax.Array):
     """Train-mode forward of D; returns (logits [B], updated model state)."""
     out, model_state = self.D.apply({"params": params, **model_state}, x, train=True,
-                                    rngs={"dropout": rng}, mutable=list(model_state))
+                                    rngs=self._rngs(rng), mutable=list(model_state))
     err = logits_shape_error(getattr(out, "shape", ()), x.shape[0])
     if err is not None:
       raise err
@@ -160,18 +181,12 @@ class TrainStep:
     latent_dim = state_g.input_shape[0]
     key = jax.random.fold_in(_as_key(key), state_g.step)
     k_critic, k_gen = jax.random.split(key)
-    if self.axis_name is None:
-      offset, device = 0, 0
-    else:
-      device = jax.lax.axis_index(self.axis_name)
-      offset = device * batch_size
+    offset = 0 if self.axis_name is None else jax.lax.axis_index(self.axis_name) * batch_size
 
     def critic_update(state_d: NetState, i) -> tuple[NetState, Metrics]:
-      k_z, k_drop, k_eps = jax.random.split(jax.random.fold_in(k_critic, i), 3)
-      # Dropout masks are per-device draws (they cannot be indexed per example).
-      k_drop = jax.random.fold_in(k_drop, device)
+      k_z, k_drop, k_eps, k_drop_g = jax.random.split(jax.random.fold_in(k_critic, i), 4)
       z = sample_latent(k_z, batch_size, latent_dim, offset)
-      fake = jax.lax.stop_gradient(self._generate(state_g, state_g.params, z)[0])
+      fake = jax.lax.stop_gradient(self._generate(state_g, state_g.params, z, k_drop_g)[0])
 
       def d_objective(params):
         ms = state_d.model_state
@@ -196,10 +211,10 @@ class TrainStep:
           r1 = losses_lib.r1_penalty(d_fn, real)
           total = total + 0.5 * self.r1_weight * r1
           metrics["r1"] = r1
-        return total, (ms, metrics)
+        return self._pmean(total), (ms, metrics)
 
       grads, (model_state, metrics) = jax.grad(d_objective, has_aux=True)(state_d.params)
-      grads = self._pmean(grads)
+      grads = self._pmean(grads)  # see _pmean: correct with and without vma tracking
       metrics["d_grad_norm"] = _global_norm(grads)
       state_d = state_d.apply_gradients(grads, self._pmean(model_state))
       if self.clip is not None:
@@ -212,16 +227,16 @@ class TrainStep:
       state_d, d_metrics = jax.lax.scan(critic_update, state_d, jnp.arange(self.n_critic))
       d_metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), d_metrics)
 
-    k_z, k_drop = jax.random.split(k_gen)
+    k_z, k_drop, k_drop_g = jax.random.split(k_gen, 3)
     z = sample_latent(k_z, batch_size, latent_dim, offset)
-    k_drop = jax.random.fold_in(k_drop, device)
 
     def g_objective(params):
-      fake, model_state = self._generate(state_g, params, z)
+      fake, model_state = self._generate(state_g, params, z, k_drop_g)
       logits, _ = self._discriminate(state_d, state_d.params, state_d.model_state, fake, k_drop)
-      return self.loss.generator(logits), model_state
+      g_loss = self.loss.generator(logits)
+      return self._pmean(g_loss), (g_loss, model_state)
 
-    (g_loss, model_state), grads = jax.value_and_grad(g_objective, has_aux=True)(state_g.params)
+    grads, (g_loss, model_state) = jax.grad(g_objective, has_aux=True)(state_g.params)
     grads = self._pmean(grads)
     old_step = state_g.step
     state_g = state_g.apply_gradients(grads, self._pmean(model_state))

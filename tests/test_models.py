@@ -106,3 +106,26 @@ def test_spectral_norm_converges_to_largest_singular_value(family):
   doubled = {**variables, "params": jax.tree.map(lambda p: 2 * p, variables["params"])}
   np.testing.assert_allclose(D.apply(doubled, x, train=False), D.apply(variables, x, train=False),
                              rtol=1e-4, atol=1e-6)
+
+
+def test_example_dropout_rate_scale_and_device_independence():
+  layer = models.ExampleDropout(0.3)
+  x = jnp.ones((64, 10, 10, 4))
+  rngs = {"per_example": jax.random.key(0)}
+  y = layer.apply({}, x, deterministic=False, rngs=rngs)
+  kept = np.asarray(y != 0)
+  # About 70% kept (64*400 Bernoulli draws: sd of the share ~0.003), survivors scaled 1/0.7.
+  assert abs(kept.mean() - 0.7) < 0.015
+  np.testing.assert_allclose(np.asarray(y)[kept], 1 / 0.7, rtol=1e-6)
+  np.testing.assert_array_equal(layer.apply({}, x, deterministic=True), x)
+  # Example j's mask depends only on its global index: 4 "devices" of 16 examples each
+  # draw exactly the masks of one device with all 64.
+  split = models.ExampleDropout(0.3, axis_name="dev")
+  y4 = jax.vmap(lambda xx: split.apply({}, xx, deterministic=False, rngs=rngs),
+                axis_name="dev")(x.reshape(4, 16, 10, 10, 4))
+  np.testing.assert_array_equal(y4.reshape(y.shape), y)
+  # Different examples get different masks.
+  assert not np.array_equal(kept[0], kept[1])
+  # Without a per_example stream it falls back to the dropout stream.
+  y_fallback = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
+  assert abs(float((y_fallback != 0).mean()) - 0.7) < 0.015

@@ -24,6 +24,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.models.layers import ExampleDropout
+
 
 def num_stages(height: int, width: int) -> int:
   """Stride-2 stages of the DCGAN pair for an image of ``height`` x ``width``.
@@ -100,6 +102,10 @@ class DCGANDiscriminator(nn.Module):
     width: multiplier on every layer's channel count (1.0 is the tutorial).
     negative_slope: LeakyReLU slope.
     dropout: dropout rate after each convolution (the tutorial's 0.3); 0 disables it.
+      Masks are drawn per example (``ExampleDropout``), so they do not depend on how
+      many devices share the batch.
+    axis_name: the train step's ``axis_name`` when the step runs over devices (tells
+      the dropout each example's global index).
     spectral_norm: wrap every convolution and the dense layer in spectral
       normalisation (Miyato et al., 2018); the power-iteration vectors live in the
       ``batch_stats`` collection and are updated when ``train`` is true.
@@ -109,6 +115,7 @@ class DCGANDiscriminator(nn.Module):
   negative_slope: float = 0.3
   dropout: float = 0.3
   spectral_norm: bool = False
+  axis_name: str | None = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
@@ -126,6 +133,6 @@ class DCGANDiscriminator(nn.Module):
       x = layer(nn.Conv(channels, (5, 5), strides=(2, 2), padding="SAME"), x)
       x = nn.leaky_relu(x, self.negative_slope)
       if self.dropout > 0:
-        x = nn.Dropout(self.dropout, deterministic=not train)(x)
+        x = ExampleDropout(self.dropout, axis_name=self.axis_name)(x, deterministic=not train)
     x = x.reshape((x.shape[0], -1))
     return layer(nn.Dense(1), x)[:, 0]

@@ -1,0 +1,293 @@
+"""Running the per-device step on many devices, and many steps per compiled call.
+
+The step from ``make_train_step(..., axis_name="data")`` is written for one device's share
+of the batch. This module composes it in the two ways JAX offers, both over one named
+axis (``AXIS = "data"``):
+
+* ``pmap_step``: ``jax.pmap`` with the states unmapped (``in_axes=None``,
+  ``out_axes=None``), so no ``replicate``/``unreplicate`` is needed; the batch comes split
+  as ``[local_devices, per_device_batch, ...]`` (``split_batch``).
+* ``shard_map_step``: ``jax.jit(jax.shard_map(...))`` over a 1-D mesh (``data_mesh``),
+  the path current JAX recommends; the batch is one global array sharded over the mesh
+  (``shard_batch``, which also builds it from each process's share on multi-host runs).
+
+Many steps per call: ``fuse_steps`` scans the step over a stack of ``K`` batches, and
+``fuse_steps_on_device`` gathers each step's batch from a dataset held on the device, so
+the host leaves the loop. Both are per-device functions too and compose the same way.
+
+Placement consumes its input: like donation, ``replicate`` may reuse the input's buffer
+for one of the replicas, so use the returned states and drop the old ones.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxgan import data as data_lib
+
+AXIS = "data"
+PyTree = Any
+
+
+def data_mesh(devices: list | None = None, axis_name: str = AXIS) -> Mesh:
+  """A 1-D mesh over ``devices`` (default: every device of every process)."""
+  devices = jax.devices() if devices is None else list(devices)
+  return jax.make_mesh((len(devices),), (axis_name,),
+                       axis_types=(jax.sharding.AxisType.Explicit,), devices=devices)
+
+
+def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
+  """Places a pytree (e.g. the states) on every device of ``mesh``; consumes ``tree``."""
+  sharding = NamedSharding(mesh, P())
+  if jax.process_count() == 1:
+    return jax.device_put(tree, sharding)
+  # Multi-host: every process holds the same full value; each places its own replicas.
+  def place(x):
+    if jnp.issubdtype(jnp.result_type(x), jax.dtypes.prng_key):  # typed keys: via their data
+      data = np.asarray(jax.random.key_data(x))
+      impl = jax.random.key_impl(x)
+      return jax.random.wrap_key_data(
+          jax.make_array_from_process_local_data(sharding, data, data.shape), impl=impl)
+    return jax.make_array_from_process_local_data(sharding, np.asarray(x), np.shape(x))
+
+  return jax.tree.map(place, tree)
+
+
+def _batch_error(what: str, shape, devices: int, where: str, fix: str) -> ValueError:
+  return ValueError(f"{what} has shape {tuple(shape)}: its {where} ({shape[0] if shape else '?'})"
+                    f" must divide evenly over {devices} devices. {fix}")
+
+
+def shard_batch(batch: Mapping[str, Any], mesh: Mesh, batch_axis: int = 0) -> dict:
+  """Makes global arrays sharded over the mesh's axis from this process's share of a batch.
+
+  On one process ``batch`` is the whole global batch; on a multi-host run each process
+  passes its own share (``global_batch / process_count`` examples), which becomes part of
+  one global array (``jax.make_array_from_process_local_data``).
+
+  Args:
+    batch: dict of arrays with the examples on ``batch_axis``.
+    mesh: a 1-D mesh (``data_mesh``).
+    batch_axis: the examples' axis (1 for a stack ``[K, B, ...]`` of fused steps).
+
+  Returns:
+    The batch as global ``jax.Array``s, examples sharded over the mesh.
+
+  Raises:
+    ValueError: the examples do not divide evenly over this process's devices.
+  """
+  (axis,) = mesh.axis_names
+  local_devices = len([d for d in mesh.devices.flat if d.process_index == jax.process_index()])
+  spec = P(*([None] * batch_axis), axis)
+  sharding = NamedSharding(mesh, spec)
+  out = {}
+  for name, x in batch.items():
+    x = np.asarray(x)
+    if x.ndim <= batch_axis or x.shape[batch_axis] % local_devices:
+      raise _batch_error(f"batch[{name!r}]", x.shape[batch_axis:], local_devices,
+                         "number of examples",
+                         "Choose a global batch size that is a multiple of the device count "
+                         f"({mesh.devices.size} devices in all).")
+    global_shape = list(x.shape)
+    global_shape[batch_axis] *= jax.process_count()
+    out[name] = jax.make_array_from_process_local_data(sharding, x, tuple(global_shape))
+  return out
+
+
+def split_batch(batch: Mapping[str, Any], num_devices: int | None = None,
+                batch_axis: int = 0) -> dict:
+  """Splits a host batch for ``pmap``: ``[B, ...]`` -> ``[devices, B / devices, ...]``.
+
+  With ``batch_axis=1`` (a stack ``[K, B, ...]``) the result is ``[devices, K, B / devices, ...]``.
+  When ``num_devices`` is the local device count (the default) the result is placed on
+  the local devices, one slice each, so ``pmap`` does not copy it again.
+
+  Raises:
+    ValueError: ``B`` does not divide by the device count.
+  """
+  n = jax.local_device_count() if num_devices is None else num_devices
+  sharding = None
+  if n == jax.local_device_count():
+    sharding = NamedSharding(data_mesh(jax.local_devices(), AXIS), P(AXIS))
+  out = {}
+  for name, x in batch.items():
+    x = np.asarray(x) if not isinstance(x, jax.Array) else x
+    if x.ndim <= batch_axis or x.shape[batch_axis] % n:
+      raise _batch_error(f"batch[{name!r}]", x.shape[batch_axis:], n, "number of examples",
+                         "Choose a batch size that is a multiple of jax.local_device_count().")
+    shape = x.shape[:batch_axis] + (n, x.shape[batch_axis] // n) + x.shape[batch_axis + 1:]
+    x = x.reshape(shape)
+    x = jnp.moveaxis(x, batch_axis, 0) if batch_axis else x
+    out[name] = x if sharding is None else jax.device_put(x, sharding)
+  return out
+
+
+def _step_axis(step_fn: Callable, axis_name: str) -> None:
+  config = getattr(step_fn, "config", None)
+  if config is not None and config.axis_name != axis_name:
+    raise ValueError(
+        f"The train step was made with axis_name={config.axis_name!r}, but it is being mapped "
+        f"over the axis {axis_name!r}. Make it with jaxgan.make_train_step(..., "
+        f"axis_name={axis_name!r}) (and give models with BatchNorm or dropout the same "
+        "axis_name).")
+
+
+def fuse_steps(train_step: Callable) -> Callable:
+  """``K`` steps in one call: a per-device ``(state_g, state_d, batches, key)`` function.
+
+  ``batches`` is a dict of stacks ``[K, B, ...]``; ``K`` is taken from its shape. Returns
+  the states after ``K`` steps and the metrics stacked ``[K]``. Equal to ``K`` calls of
+  ``train_step``, one per batch.
+  """
+
+  def fused(state_g, state_d, batches, key):
+    def body(carry, batch):
+      state_g, state_d, metrics = train_step(*carry, batch, key)
+      return (state_g, state_d), metrics
+
+    (state_g, state_d), metrics = jax.lax.scan(body, (state_g, state_d), batches)
+    return state_g, state_d, metrics
+
+  fused.config = getattr(train_step, "config", None)
+  return fused
+
+
+def fuse_steps_on_device(train_step: Callable, num_steps: int, batch_size: int,
+                         data_key: jax.Array) -> Callable:
+  """``num_steps`` steps per call with the dataset on the device.
+
+  Returns a per-device ``(state_g, state_d, dataset, key)`` function; ``dataset`` is
+  ``{"image": uint8 [N, H, W, C], "label": int [N]}`` held whole on every device. Step
+  ``s`` (the generator's step counter) trains on ``jaxgan.data.batch_indices(data_key, s,
+  batch_size, N)``, this device's slice of it when the step is mapped over an axis: the
+  same examples a host pipeline would feed, with no host work in the loop.
+
+  Args:
+    train_step: from ``make_train_step``.
+    num_steps: steps per call (static).
+    batch_size: the global batch size.
+    data_key: the run's data key.
+  """
+  config = getattr(train_step, "config", None)
+  axis_name = None if config is None else config.axis_name
+
+  def fused(state_g, state_d, dataset, key):
+    num_examples = dataset["image"].shape[0]
+    devices = 1 if axis_name is None else jax.lax.psum(1, axis_name)
+    local = batch_size // devices
+    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local
+
+    def body(carry, _):
+      state_g, state_d = carry
+      index = data_lib.batch_indices(data_key, state_g.step, batch_size, num_examples)
+      index = jax.lax.dynamic_slice_in_dim(index, offset, local)
+      batch = {"image": data_lib.to_model_range(dataset["image"][index])}
+      if "label" in dataset:
+        batch["label"] = dataset["label"][index].astype(jnp.int32)
+      state_g, state_d, metrics = train_step(state_g, state_d, batch, key)
+      return (state_g, state_d), metrics
+
+    (state_g, state_d), metrics = jax.lax.scan(body, (state_g, state_d), None, length=num_steps)
+    return state_g, state_d, metrics
+
+  fused.config = config
+  return fused
+
+
+def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,
+              data_on_device: bool = False) -> Callable:
+  """``jax.pmap`` over local devices with the states unmapped.
+
+  Args:
+    step_fn: a per-device function ``(state_g, state_d, batch, key)`` (``train_step``,
+      ``fuse_steps(...)``, ``fuse_steps_on_device(...)``) made with ``axis_name``.
+    axis_name: the pmapped axis.
+    donate: donate the state buffers.
+    data_on_device: the third argument is a dataset replicated on every device
+      (``fuse_steps_on_device``) rather than a per-device split batch.
+
+  Returns:
+    ``f(state_g, state_d, batch, key)``; ``batch`` leaves are ``[local_devices, ...]``
+    (``split_batch``). States and metrics come back unmapped (one copy).
+  """
+  _step_axis(step_fn, axis_name)
+  n = jax.local_device_count()
+  if data_on_device:
+    # pmap needs one mapped argument; with the dataset replicated, map a device index.
+    def per_device(state_g, state_d, dataset, key, device_index):
+      del device_index
+      return step_fn(state_g, state_d, dataset, key)
+
+    in_axes = (None, None, None, None, 0)
+    device_index = np.arange(n)
+  else:
+    per_device, in_axes, device_index = step_fn, (None, None, 0, None), None
+  mapped = jax.pmap(per_device, axis_name=axis_name, in_axes=in_axes,
+                    out_axes=(None, None, None), donate_argnums=(0, 1) if donate else ())
+
+  @functools.wraps(step_fn)
+  def run(state_g, state_d, batch, key):
+    if not data_on_device:
+      for name, x in batch.items():
+        if np.ndim(x) < 2 or np.shape(x)[0] != n:
+          raise ValueError(
+              f"pmap_step takes batch leaves split as [local_devices={n}, per_device, ...]; "
+              f"batch[{name!r}] has shape {tuple(np.shape(x))}. Split a host batch with "
+              "jaxgan.parallel.split_batch(batch).")
+      return mapped(state_g, state_d, batch, key)
+    return mapped(state_g, state_d, batch, key, device_index)
+
+  return run
+
+
+def shard_map_step(step_fn: Callable, mesh: Mesh, *, donate: bool = True,
+                   batch_axis: int = 0, data_on_device: bool = False) -> Callable:
+  """``jax.jit(jax.shard_map(step_fn))`` over a 1-D mesh.
+
+  Args:
+    step_fn: a per-device function made with the mesh's axis name.
+    mesh: from ``data_mesh``.
+    donate: donate the state buffers.
+    batch_axis: the examples' axis in the batch leaves (1 for ``fuse_steps`` stacks).
+    data_on_device: the third argument is a dataset replicated on every device.
+
+  Returns:
+    ``f(state_g, state_d, batch, key)`` taking the global batch. Host arrays are placed
+    with ``shard_batch`` (single process; on multi-host runs pass ``shard_batch``'s
+    output); states not yet on the mesh are placed with ``replicate`` (consuming them).
+  """
+  (axis,) = mesh.axis_names
+  _step_axis(step_fn, axis)
+  batch_spec = P() if data_on_device else P(*([None] * batch_axis), axis)
+  mapped = jax.jit(
+      jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(), batch_spec, P()),
+                    out_specs=(P(), P(), P())),
+      donate_argnums=(0, 1) if donate else ())
+  replicated = NamedSharding(mesh, P())
+  batch_sharding = NamedSharding(mesh, batch_spec)
+
+  def on_mesh(x, sharding):
+    return isinstance(x, jax.Array) and x.sharding == sharding
+
+  @functools.wraps(step_fn)
+  def run(state_g, state_d, batch, key):
+    if not on_mesh(state_g.step, replicated) or not on_mesh(state_d.step, replicated):
+      state_g, state_d = replicate((state_g, state_d), mesh)
+    if data_on_device:
+      if not all(on_mesh(x, replicated) for x in batch.values()):
+        batch = replicate(batch, mesh)
+    elif not all(on_mesh(x, batch_sharding) for x in batch.values()):
+      batch = shard_batch(batch, mesh, batch_axis)
+    if not on_mesh(key, replicated):
+      key = replicate(key, mesh)
+    return mapped(state_g, state_d, batch, key)
+
+  return run
