@@ -132,8 +132,7 @@ class TrainStep:
                                     rngs=self._rngs(rng), mutable=list(state_g.model_state))
     return out, model_state
 
-  def _discriminate(self, state_d: NetState, params, model_state, x: jax.Array,
-                    rng: jax.Array):
+  def _discriminate(self, params, model_state, x: jax.Array, rng: jax.Array):
     """Train-mode forward of D; returns (logits [B], updated model state)."""
     out, model_state = self.D.apply({"params": params, **model_state}, x, train=True,
                                     rngs=self._rngs(rng), mutable=list(model_state))
@@ -190,9 +189,9 @@ class TrainStep:
 
       def d_objective(params):
         ms = state_d.model_state
-        real_logits, ms = self._discriminate(state_d, params, ms, real,
+        real_logits, ms = self._discriminate(params, ms, real,
                                              jax.random.fold_in(k_drop, 0))
-        fake_logits, ms = self._discriminate(state_d, params, ms, fake,
+        fake_logits, ms = self._discriminate(params, ms, fake,
                                              jax.random.fold_in(k_drop, 1))
         d_loss = self.loss.discriminator(real_logits, fake_logits)
         metrics = {"d_loss": d_loss, "real_logits": jnp.mean(real_logits),
@@ -200,7 +199,7 @@ class TrainStep:
         total = d_loss
         # Penalties see D with its state after this update's forward passes; their own
         # passes do not change it.
-        d_fn = lambda x: self._discriminate(state_d, params, ms, x,  # noqa: E731
+        d_fn = lambda x: self._discriminate(params, ms, x,  # noqa: E731
                                             jax.random.fold_in(k_drop, 2))[0]
         if self.gp_weight > 0:
           eps = _per_example(k_eps, batch_size, offset, lambda k: jax.random.uniform(k, ()))
@@ -232,7 +231,7 @@ class TrainStep:
 
     def g_objective(params):
       fake, model_state = self._generate(state_g, params, z, k_drop_g)
-      logits, _ = self._discriminate(state_d, state_d.params, state_d.model_state, fake, k_drop)
+      logits, _ = self._discriminate(state_d.params, state_d.model_state, fake, k_drop)
       g_loss = self.loss.generator(logits)
       return self._pmean(g_loss), (g_loss, model_state)
 
