@@ -10,8 +10,24 @@ the batches an uninterrupted one would have seen. The same function runs on the 
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import gzip
+import os
+import queue
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+class DataError(ValueError):
+  """A dataset that cannot be used as it is; the message says what is wrong and the fix."""
 
 
 def batch_indices(key: jax.Array, step, batch_size: int, num_examples: int) -> jax.Array:
@@ -42,6 +58,241 @@ def batch_indices(key: jax.Array, step, batch_size: int, num_examples: int) -> j
   return jnp.where(epoch == first, perm_a[within], perm_b[within]).astype(jnp.int32)
 
 
-def to_model_range(images: jax.Array) -> jax.Array:
-  """uint8 pixels in [0, 255] -> float32 in [-1, 1] (the contract's image range)."""
-  return images.astype(jnp.float32) / 127.5 - 1.0
+# uint8 -> [-1, 1] through a table, computed once in float64 and rounded: XLA rewrites
+# x / 127.5 - 1 (reciprocal, fused multiply-add) so that it differs from NumPy in the last
+# bit for some pixels; a table lookup is the same on the host and on every device.
+PIXEL_TABLE = (np.arange(256, dtype=np.float64) / 127.5 - 1.0).astype(np.float32)
+
+
+def to_model_range(images):
+  """uint8 pixels in [0, 255] -> float32 in [-1, 1] (the contract's image range).
+
+  NumPy in, NumPy out (host); a JAX array or tracer in, JAX out (device); both
+  bit-identical.
+  """
+  if isinstance(images, np.ndarray):
+    return PIXEL_TABLE[images]
+  return jnp.asarray(PIXEL_TABLE)[images]
+
+
+# -- MNIST-format IDX files ---------------------------------------------------------------
+
+_IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads one IDX file (optionally gzipped), checking its header against its size.
+
+  Raises:
+    DataError: unreadable gzip data, a bad magic number, or a payload whose size does
+      not match the header (a truncated or padded file).
+  """
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+      raw = gzip.decompress(raw)
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f"{path}: not a readable IDX file ({e}); the file is truncated or "
+                    "corrupt. Download it again (or reinstall the package that ships it).") from e
+  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or not (
+      1 <= raw[3] <= 4):
+    raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}; "
+                    "expected 0000 08 0n for uint8 data).")
+  ndim, dtype = raw[3], _IDX_DTYPES[raw[2]]
+  header = 4 + 4 * ndim
+  if len(raw) < header:
+    raise DataError(f"{path}: truncated inside its header ({len(raw)} bytes).")
+  dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  expected = int(np.prod(dims)) * dtype.itemsize
+  if len(raw) - header != expected:
+    raise DataError(f"{path}: the header promises {dims} = {expected} bytes of data, the file "
+                    f"holds {len(raw) - header}; it is truncated or corrupt. Download it again.")
+  return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+  """A split held in memory: uint8 images ``[N, H, W, C]`` and int32 labels ``[N]``.
+
+  Attributes:
+    images: the pixels.
+    labels: the class labels, or None.
+    description: where the data came from (printed when a run starts).
+  """
+
+  images: np.ndarray
+  labels: np.ndarray | None
+  description: str
+
+  def __post_init__(self):
+    if self.images.ndim != 4 or self.images.dtype != np.uint8:
+      raise DataError(f"{self.description}: images must be uint8 [N, H, W, C], got "
+                      f"{self.images.dtype} {self.images.shape}.")
+    if len(self.images) == 0:
+      raise DataError(f"{self.description}: the split is empty (0 examples).")
+    if self.labels is not None and len(self.labels) != len(self.images):
+      raise DataError(f"{self.description}: {len(self.images)} images but {len(self.labels)} "
+                      "labels.")
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.images.shape[1:])
+
+  def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """The examples at ``indices``: ``{"image": uint8, "label": int32}``."""
+    out = {"image": self.images[indices]}
+    if self.labels is not None:
+      out["label"] = self.labels[indices]
+    return out
+
+
+def _find(directory: str, stem: str) -> str | None:
+  for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") +
+               ".gz"):
+    path = os.path.join(directory, name)
+    if os.path.exists(path):
+      return path
+  return None
+
+
+def load_idx(directory: str, split: str = "train") -> ArraySource:
+  """MNIST-format files from ``directory``: ``train-*`` for ``train``, ``t10k-*`` for ``test``.
+
+  Raises:
+    DataError: missing files, unreadable files, or images and labels that disagree.
+  """
+  prefix = {"train": "train", "test": "t10k"}.get(split)
+  if prefix is None:
+    raise DataError(f"IDX directories have the splits 'train' and 'test', not {split!r}.")
+  image_path = _find(directory, f"{prefix}-images-idx3-ubyte")
+  label_path = _find(directory, f"{prefix}-labels-idx1-ubyte")
+  if image_path is None:
+    listing = sorted(os.listdir(directory)) if os.path.isdir(directory) else "no such directory"
+    raise DataError(f"No {prefix}-images-idx3-ubyte[.gz] in {directory} ({listing}).")
+  images = read_idx(image_path)
+  if images.ndim != 3 or images.dtype != np.uint8:
+    raise DataError(f"{image_path}: expected uint8 images [N, H, W], got {images.dtype} "
+                    f"{images.shape}.")
+  labels = None
+  if label_path is not None:
+    labels = read_idx(label_path)
+    if labels.ndim != 1:
+      raise DataError(f"{label_path}: expected labels [N], got shape {labels.shape}.")
+    labels = labels.astype(np.int32)
+  return ArraySource(images[..., None], labels, f"IDX files in {directory} ({split})")
+
+
+# -- batches on the host, placed on the device ahead of use ------------------------------
+
+
+@functools.cache
+def _cpu_batch_indices(batch_size: int, num_examples: int):
+  cpu = jax.devices("cpu")[0]
+  fn = jax.jit(lambda seed, step: batch_indices(jax.random.key(seed), step, batch_size,
+                                                num_examples))
+  return lambda seed, step: np.asarray(fn(jax.device_put(np.uint32(seed), cpu),
+                                          jax.device_put(np.int32(step), cpu)))
+
+
+def batches(source: ArraySource, batch_size: int, seed: int, start_step: int = 0, *,
+            process_index: int | None = None, process_count: int | None = None
+            ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+  """Yields ``(step, batch)`` for ``step = start_step, start_step + 1, ...``.
+
+  ``batch`` is this process's share of global batch ``step``: examples
+  ``batch_indices(key(seed), step, batch_size, N)[p * b : (p + 1) * b]`` with
+  ``b = batch_size / process_count``, as ``{"image": float32 [b, H, W, C] in [-1, 1],
+  "label": int32 [b]}``. A run restarted at step ``s`` gets exactly the batches it would
+  have had; the indices are computed on the host CPU with the same function the
+  on-device loop uses (``jaxgan.parallel.fuse_steps_on_device`` with
+  ``data_key=jax.random.key(seed)``).
+
+  Raises:
+    DataError: the batch does not divide over the processes, or exceeds the split.
+  """
+  p = jax.process_index() if process_index is None else process_index
+  count = jax.process_count() if process_count is None else process_count
+  if batch_size % count:
+    raise DataError(f"The global batch size {batch_size} does not divide over {count} "
+                    "processes; make it a multiple of the process count.")
+  if batch_size > len(source):
+    raise DataError(f"The batch size {batch_size} exceeds the {len(source)} examples of "
+                    f"{source.description}.")
+  share = batch_size // count
+  indices = _cpu_batch_indices(batch_size, len(source))
+  step = start_step
+  while True:
+    index = indices(seed, step)[p * share:(p + 1) * share]
+    examples = source.get(index)
+    batch = {"image": to_model_range(examples["image"])}
+    if "label" in examples:
+      batch["label"] = examples["label"].astype(np.int32)
+    yield step, batch
+    step += 1
+
+
+class Prefetch:
+  """Prepares batches in a background thread and places them on the device ahead of use.
+
+  ``for step, batch in Prefetch(batches(...), place=...)`` keeps ``size`` batches ready,
+  already transferred (``place`` is e.g. ``jax.device_put``,
+  ``jaxgan.parallel.split_batch`` or ``functools.partial(shard_batch, mesh=mesh)``), so
+  the device does not wait for the host. An exception in the producer is raised in the
+  consumer. ``close()`` (or leaving a ``with`` block) stops the thread.
+  """
+
+  _DONE = object()
+
+  def __init__(self, iterator: Iterator, place: Callable = jax.device_put, size: int = 2):
+    self._queue: queue.Queue = queue.Queue(maxsize=size)
+    self._stop = threading.Event()
+    self._thread = threading.Thread(target=self._fill, args=(iterator, place), daemon=True)
+    self._thread.start()
+
+  def _fill(self, iterator, place):
+    try:
+      for step, batch in iterator:
+        item = (step, place(batch))
+        while not self._stop.is_set():
+          try:
+            self._queue.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            continue
+        if self._stop.is_set():
+          return
+    except BaseException as e:  # noqa: BLE001 - handed to the consumer
+      self._queue.put(e)
+      return
+    self._queue.put(self._DONE)
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    item = self._queue.get()
+    if item is self._DONE:
+      raise StopIteration
+    if isinstance(item, BaseException):
+      raise item
+    return item
+
+  def close(self) -> None:
+    self._stop.set()
+    while not self._queue.empty():  # unblock a producer waiting on a full queue
+      try:
+        self._queue.get_nowait()
+      except queue.Empty:
+        break
+    self._thread.join(timeout=5)
+
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    self.close()

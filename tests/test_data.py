@@ -1,0 +1,162 @@
+"""Data: the offline Fashion-MNIST files, IDX validation, deterministic batches, prefetch."""
+
+import gzip
+import itertools
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from jaxgan import data, parallel
+
+FASHION = data.DEBIAN_FASHION_MNIST
+# Skipped only outside CI: .ci/run installs the package and sets the variable, so there a
+# missing dataset is a failure.
+needs_fashion = pytest.mark.skipif(
+    not os.path.exists(os.path.join(FASHION, "train-images-idx3-ubyte.gz"))
+    and not os.environ.get("JAXGAN_REQUIRE_OFFLINE_DATA"),
+    reason="apt-get install dataset-fashion-mnist (Debian) to run this test")
+
+
+@needs_fashion
+def test_offline_fashion_mnist_has_the_known_statistics():
+  train, test = data.load_idx(FASHION, "train"), data.load_idx(FASHION, "test")
+  assert (len(train), len(test)) == (60_000, 10_000)
+  assert train.image_shape == test.image_shape == (28, 28, 1)
+  pixels = train.images.astype(np.float64) / 255.0
+  # Published statistics of the Fashion-MNIST training set on [0, 1].
+  assert round(float(pixels.mean()), 4) == 0.2860
+  assert round(float(pixels.std()), 4) == 0.3530
+  np.testing.assert_array_equal(np.bincount(train.labels), [6000] * 10)
+  np.testing.assert_array_equal(np.bincount(test.labels), [1000] * 10)
+
+
+def write_idx(path, array, gz=True):
+  codes = {np.uint8: 0x08, np.int32: 0x0C}
+  header = bytes([0, 0, codes[array.dtype.type], array.ndim]) + b"".join(
+      int(d).to_bytes(4, "big") for d in array.shape)
+  payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+  with open(path, "wb") as f:
+    f.write(gzip.compress(payload) if gz else payload)
+  return payload
+
+
+def small_idx_dir(tmp_path, n=50):
+  # Image i is filled with the value i, so a batch tells which examples it holds.
+  images = np.repeat(np.arange(n, dtype=np.uint8), 4 * 4).reshape(n, 4, 4)
+  write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
+  write_idx(tmp_path / "train-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
+  return tmp_path
+
+
+def test_idx_round_trip_and_uncompressed(tmp_path):
+  a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+  write_idx(tmp_path / "a.idx", a, gz=False)
+  np.testing.assert_array_equal(data.read_idx(str(tmp_path / "a.idx")), a)
+  b = np.array([1, -2, 300], np.int32)
+  write_idx(tmp_path / "b.gz", b)
+  np.testing.assert_array_equal(data.read_idx(str(tmp_path / "b.gz")), b)
+
+
+def test_idx_errors_truncated_corrupt_and_wrong(tmp_path):
+  payload = write_idx(tmp_path / "ok.gz", np.zeros((3, 4, 4), np.uint8))
+  gz = (tmp_path / "ok.gz").read_bytes()
+  (tmp_path / "cut.gz").write_bytes(gz[: len(gz) // 2])
+  with pytest.raises(data.DataError, match="truncated or corrupt"):
+    data.read_idx(str(tmp_path / "cut.gz"))
+  (tmp_path / "short").write_bytes(payload[:-5])
+  with pytest.raises(data.DataError, match="header promises .* holds 43"):
+    data.read_idx(str(tmp_path / "short"))
+  (tmp_path / "text").write_bytes(b"hello world")
+  with pytest.raises(data.DataError, match="not an IDX file"):
+    data.read_idx(str(tmp_path / "text"))
+  with pytest.raises(data.DataError, match="No train-images"):
+    data.load_idx(str(tmp_path / "nowhere"), "train")
+  with pytest.raises(data.DataError, match="'train' and 'test'"):
+    data.load_idx(str(tmp_path), "validation")
+
+
+def test_empty_split_and_mismatched_labels():
+  with pytest.raises(data.DataError, match="empty"):
+    data.ArraySource(np.zeros((0, 4, 4, 1), np.uint8), None, "empty set")
+  with pytest.raises(data.DataError, match="3 images but 2 labels"):
+    data.ArraySource(np.zeros((3, 4, 4, 1), np.uint8), np.zeros(2, np.int32), "bad set")
+
+
+def test_batches_are_a_pure_function_of_seed_and_step(tmp_path):
+  source = data.load_idx(str(small_idx_dir(tmp_path)), "train")
+  run = list(itertools.islice(data.batches(source, 16, seed=3), 12))
+  restarted = list(itertools.islice(data.batches(source, 16, seed=3, start_step=7), 5))
+  for (s1, b1), (s2, b2) in zip(run[7:], restarted, strict=True):
+    assert s1 == s2
+    np.testing.assert_array_equal(b1["image"], b2["image"])
+    np.testing.assert_array_equal(b1["label"], b2["label"])
+  # Contents: the examples batch_indices names, in [-1, 1], labels alongside.
+  step, batch = run[4]
+  index = np.asarray(data.batch_indices(jax.random.key(3), 4, 16, 50))
+  np.testing.assert_array_equal(batch["image"][:, 0, 0, 0], (index / 127.5 - 1).astype(np.float32))
+  np.testing.assert_array_equal(batch["label"], index % 10)
+  assert batch["image"].dtype == np.float32 and batch["label"].dtype == np.int32
+  # Every example exactly once per epoch (the image value tells the example).
+  seen = np.concatenate([np.rint((b["image"][:, 0, 0, 0] + 1) * 127.5) for _, b in run])
+  for epoch in range(len(seen) // 50):
+    assert sorted(seen[epoch * 50:(epoch + 1) * 50]) == list(range(50))
+  other_seed = next(data.batches(source, 16, seed=4))[1]
+  assert not np.array_equal(other_seed["image"], run[0][1]["image"])
+
+
+def test_process_shares_make_up_the_global_batch(tmp_path):
+  source = data.load_idx(str(small_idx_dir(tmp_path)), "train")
+  whole = next(data.batches(source, 16, seed=0, start_step=2, process_index=0, process_count=1))
+  parts = [next(data.batches(source, 16, seed=0, start_step=2, process_index=p, process_count=2))
+           for p in range(2)]
+  np.testing.assert_array_equal(np.concatenate([b["image"] for _, b in parts]), whole[1]["image"])
+  with pytest.raises(data.DataError, match="does not divide over 3 processes"):
+    next(data.batches(source, 16, seed=0, process_count=3, process_index=0))
+  with pytest.raises(data.DataError, match="exceeds the 50 examples"):
+    next(data.batches(source, 64, seed=0))
+
+
+def test_host_batches_match_the_on_device_gather(tmp_path):
+  # The host pipeline and fuse_steps_on_device's gather pick the same examples and pixels.
+  source = data.load_idx(str(small_idx_dir(tmp_path)), "train")
+  dataset = {"image": source.images, "label": source.labels}
+
+  def device_batch(step):
+    index = data.batch_indices(jax.random.key(5), step, 16, 50)
+    return data.to_model_range(jax.numpy.asarray(dataset["image"])[index])
+
+  for step, batch in itertools.islice(data.batches(source, 16, seed=5), 6):
+    np.testing.assert_array_equal(batch["image"], np.asarray(jax.jit(device_batch)(step)))
+
+
+def test_prefetch_places_ahead_and_keeps_order(tmp_path):
+  source = data.load_idx(str(small_idx_dir(tmp_path)), "train")
+  want = list(itertools.islice(data.batches(source, 16, seed=1), 6))
+  mesh = parallel.data_mesh()
+  with data.Prefetch(data.batches(source, 16, seed=1),
+                     place=lambda b: parallel.shard_batch(b, mesh)) as it:
+    got = list(itertools.islice(it, 6))
+  for (s1, b1), (s2, b2) in zip(want, got, strict=True):
+    assert s1 == s2 and isinstance(b2["image"], jax.Array)
+    assert b2["image"].sharding.spec == jax.sharding.PartitionSpec("data")
+    np.testing.assert_array_equal(np.asarray(b2["image"]), b1["image"])
+
+
+def test_prefetch_hands_producer_errors_to_the_consumer():
+  def broken():
+    yield 0, {"image": np.zeros((2, 4, 4, 1), np.float32)}
+    raise data.DataError("disk went away")
+
+  it = data.Prefetch(broken())
+  assert next(it)[0] == 0
+  with pytest.raises(data.DataError, match="disk went away"):
+    next(it)
+  it.close()
+
+
+def test_pixel_table_is_exact():
+  np.testing.assert_array_equal(data.to_model_range(np.array([0, 255], np.uint8)), [-1.0, 1.0])
+  np.testing.assert_array_equal(data.PIXEL_TABLE,
+                                (np.arange(256) / 127.5 - 1).astype(np.float32))
