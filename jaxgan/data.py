@@ -15,6 +15,8 @@ import functools
 import gzip
 import os
 import queue
+import socket
+import sys
 import threading
 import zlib
 from collections.abc import Callable, Iterator
@@ -296,3 +298,121 @@ class Prefetch:
 
   def __exit__(self, *exc):
     self.close()
+
+
+# -- datasets by name: TFDS, IDX directories, the offline Fashion-MNIST fallback ----------
+
+# Where TFDS downloads the datasets we fall back for; probed (DNS + TCP, short timeout)
+# before a download, because offline TFDS retries for minutes before failing.
+_DOWNLOAD_HOSTS = {"fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+                   "mnist": "storage.googleapis.com", "cifar10": "www.cs.toronto.edu"}
+_PROBE_TIMEOUT_S = 5.0
+
+
+def _reachable(host: str, port: int = 80) -> str | None:
+  """None when ``host`` answers within the timeout, else why not."""
+  result: list = []
+
+  def probe():
+    try:
+      socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S).close()
+      result.append(None)
+    except OSError as e:
+      result.append(f"cannot reach {host} ({e.strerror or e})")
+
+  thread = threading.Thread(target=probe, daemon=True)
+  thread.start()
+  thread.join(_PROBE_TIMEOUT_S + 1)
+  return result[0] if result else f"no answer from {host} in {_PROBE_TIMEOUT_S:.0f} s"
+
+
+def _from_tfds_source(ds, name: str, split: str) -> ArraySource:
+  example = ds[0]
+  if "image" not in example:
+    raise DataError(f"TFDS dataset {name!r} has no 'image' feature (features: "
+                    f"{sorted(example)}); jaxgan trains on image datasets.")
+  try:
+    records = ds.__getitems__(list(range(len(ds))))
+  except TypeError:  # tfds.testing.mock_data's source has no working __getitems__
+    records = [ds[i] for i in range(len(ds))]
+  images = np.stack([np.asarray(r["image"]) for r in records]).astype(np.uint8)
+  if images.ndim == 3:
+    images = images[..., None]
+  labels = (np.asarray([r["label"] for r in records], np.int32) if "label" in example else None)
+  return ArraySource(images, labels, f"TFDS {name} ({split})")
+
+
+def load(name: str, split: str = "train", *, data_dir: str | None = None, download: bool = True,
+         log: Callable[[str], None] | None = None) -> ArraySource:
+  """A split by name, held in memory.
+
+  Args:
+    name: a TFDS dataset with an ``image`` feature (``mnist``, ``fashion_mnist``,
+      ``cifar10``, ...), or ``idx:/path/to/dir`` for MNIST-format files.
+    split: ``train`` or ``test`` (TFDS split syntax is accepted for TFDS datasets).
+    data_dir: TFDS data directory (default: TFDS's, ``~/tensorflow_datasets``).
+    download: let TFDS download and prepare the dataset when it is not prepared.
+    log: where the one-line fallback notice goes (default: stderr).
+
+  Returns:
+    An ``ArraySource``. ``fashion_mnist`` falls back to Debian's IDX files
+    (``/usr/share/datasets/fashion-mnist``) when TFDS cannot provide it, with a one-line
+    notice saying why.
+
+  Raises:
+    DataError: an unknown name, or no source that works; the message lists what was
+      tried and how to fix it.
+  """
+  log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+  if name.startswith("idx:"):
+    return load_idx(name[len("idx:"):], split)
+  import tensorflow_datasets as tfds  # imported here: only the TFDS path needs it
+
+  tried = []
+  known = tfds.list_builders(with_community_datasets=False)  # the community index needs TF
+  if name.split(":")[0].split("/")[0] not in known:
+    # Checked up front: for an unknown name tfds.builder goes looking for community
+    # datasets and may fail on a missing TensorFlow instead of saying "not found".
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3)
+    raise DataError(f"Unknown dataset {name!r}: not a TFDS dataset"
+                    + (f" (did you mean {', '.join(close)}?)" if close else "")
+                    + ". For MNIST-format files in a directory use idx:/path/to/dir.")
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # noqa: BLE001 - e.g. a TFDS builder whose imports are missing
+    tried.append(f"TFDS builder {name!r}: {type(e).__name__}: {e}")
+    builder = None
+  if builder is not None:
+    try:
+      ds = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:  # noqa: BLE001 - not prepared (or not as array_record)
+      tried.append(f"TFDS {name} in {builder.data_dir}: not prepared ({type(e).__name__})")
+    else:
+      return _from_tfds_source(ds, name, split)
+    if download:
+      host = _DOWNLOAD_HOSTS.get(name)
+      why = _reachable(host) if host else None
+      if why is not None:
+        tried.append(f"TFDS download: {why}")
+      else:
+        try:
+          ds = tfds.data_source(name, split=split, data_dir=data_dir, download=True)
+        except Exception as e:  # noqa: BLE001 - reported below with the other attempts
+          tried.append(f"TFDS download: {type(e).__name__}: {str(e)[:200]}")
+        else:
+          return _from_tfds_source(ds, name, split)
+  if name == "fashion_mnist" and split in ("train", "test"):
+    if os.path.exists(os.path.join(DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz")):
+      log(f"jaxgan: using Debian's Fashion-MNIST IDX files in {DEBIAN_FASHION_MNIST}, "
+          f"because {tried[-1] if tried else 'TFDS cannot provide fashion_mnist'}.")
+      return load_idx(DEBIAN_FASHION_MNIST, split)
+    tried.append(f"Debian's IDX files: not in {DEBIAN_FASHION_MNIST}")
+  fixes = ["connect to the internet once so TFDS can download and prepare it",
+           "or pass data_dir= (--config.data_dir) where it is already prepared",
+           "or use MNIST-format files with idx:/path/to/dir"]
+  if name == "fashion_mnist":
+    fixes.insert(0, "apt-get install dataset-fashion-mnist (offline copy)")
+  raise DataError(f"No source could provide {name!r} ({split}). Tried:\n  - "
+                  + "\n  - ".join(tried) + "\nFix: " + "; ".join(fixes) + ".")

@@ -160,3 +160,56 @@ def test_pixel_table_is_exact():
   np.testing.assert_array_equal(data.to_model_range(np.array([0, 255], np.uint8)), [-1.0, 1.0])
   np.testing.assert_array_equal(data.PIXEL_TABLE,
                                 (np.arange(256) / 127.5 - 1).astype(np.float32))
+
+
+# -- datasets by name ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def offline(monkeypatch):
+  """No network for TFDS downloads, whatever the machine has (the probe says why)."""
+  monkeypatch.setattr(data, "_reachable", lambda host, port=80: f"cannot reach {host} (test)")
+
+
+@needs_fashion
+def test_fashion_mnist_falls_back_to_debian_files_with_one_line(offline, tmp_path):
+  lines = []
+  source = data.load("fashion_mnist", "test", data_dir=str(tmp_path), log=lines.append)
+  assert len(source) == 10_000 and source.image_shape == (28, 28, 1)
+  assert len(lines) == 1
+  assert "Debian's Fashion-MNIST" in lines[0] and "cannot reach" in lines[0]
+  np.testing.assert_array_equal(source.images, data.load_idx(FASHION, "test").images)
+
+
+def test_nothing_works_lists_what_was_tried(offline, tmp_path, monkeypatch):
+  monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", str(tmp_path / "not-installed"))
+  with pytest.raises(data.DataError) as err:
+    data.load("fashion_mnist", data_dir=str(tmp_path))
+  message = str(err.value)
+  assert "Tried:" in message and "not prepared" in message and "cannot reach" in message
+  assert "apt-get install dataset-fashion-mnist" in message
+  with pytest.raises(data.DataError, match=r"(?s)'mnist'.*Tried:.*connect to the internet"):
+    data.load("mnist", data_dir=str(tmp_path))
+
+
+def test_unknown_dataset_name_suggests():
+  with pytest.raises(data.DataError, match=r"Unknown dataset 'fashion_mnst'.*fashion_mnist"):
+    data.load("fashion_mnst")
+
+
+def test_tfds_path_shapes_with_mock_data():
+  import tensorflow_datasets as tfds
+
+  with tfds.testing.mock_data(num_examples=12):
+    cifar = data.load("cifar10", "test")
+    mnist = data.load("mnist", "train")
+  assert (len(cifar), cifar.image_shape, cifar.labels.dtype) == (12, (32, 32, 3), np.int32)
+  assert (len(mnist), mnist.image_shape) == (12, (28, 28, 1))
+  batch = next(data.batches(cifar, 4, seed=0))[1]
+  assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.float32
+  assert float(batch["image"].min()) >= -1 and float(batch["image"].max()) <= 1
+
+
+def test_idx_prefix(tmp_path):
+  source = data.load(f"idx:{small_idx_dir(tmp_path)}", "train")
+  assert len(source) == 50 and "IDX files" in source.description
