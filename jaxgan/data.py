@@ -193,12 +193,43 @@ def load_idx(directory: str, split: str = "train") -> ArraySource:
 
 
 @functools.cache
-def _cpu_batch_indices(batch_size: int, num_examples: int):
+def _cpu_permutation_fn(num_examples: int):
   cpu = jax.devices("cpu")[0]
-  fn = jax.jit(lambda seed, step: batch_indices(jax.random.key(seed), step, batch_size,
-                                                num_examples))
-  return lambda seed, step: np.asarray(fn(jax.device_put(np.uint32(seed), cpu),
-                                          jax.device_put(np.int32(step), cpu)))
+  fn = jax.jit(lambda seed, epoch: jax.random.permutation(
+      jax.random.fold_in(jax.random.key(seed), epoch), num_examples))
+  return lambda seed, epoch: np.asarray(fn(jax.device_put(np.uint32(seed), cpu),
+                                           jax.device_put(np.uint32(epoch), cpu)))
+
+
+class _HostIndices:
+  """``batch_indices`` on the host, with each epoch's permutation computed once.
+
+  Same definition as ``batch_indices`` (position ``g = step * B + j`` -> permutation of
+  epoch ``g // N`` at ``g % N``), but a permutation of N costs milliseconds on a CPU
+  (30 ms per batch of 256 from Fashion-MNIST, measured), so it is computed once per epoch
+  instead of twice per batch.
+  """
+
+  def __init__(self, seed: int, batch_size: int, num_examples: int):
+    self.seed, self.batch_size, self.n = seed, batch_size, num_examples
+    self.permute = _cpu_permutation_fn(num_examples)
+    self.cache: dict[int, np.ndarray] = {}
+
+  def perm(self, epoch: int) -> np.ndarray:
+    if epoch not in self.cache:
+      if len(self.cache) >= 2:
+        self.cache.pop(min(self.cache))
+      self.cache[epoch] = self.permute(self.seed, epoch)
+    return self.cache[epoch]
+
+  def __call__(self, step: int) -> np.ndarray:
+    position = step * self.batch_size + np.arange(self.batch_size, dtype=np.int64)
+    epoch, within = position // self.n, position % self.n
+    first = int(epoch[0])
+    index = self.perm(first)[within]
+    if epoch[-1] != first:
+      index = np.where(epoch == first, index, self.perm(first + 1)[within])
+    return index.astype(np.int32)
 
 
 def batches(source: ArraySource, batch_size: int, seed: int, start_step: int = 0, *,
@@ -226,10 +257,10 @@ def batches(source: ArraySource, batch_size: int, seed: int, start_step: int = 0
     raise DataError(f"The batch size {batch_size} exceeds the {len(source)} examples of "
                     f"{source.description}.")
   share = batch_size // count
-  indices = _cpu_batch_indices(batch_size, len(source))
+  indices = _HostIndices(seed, batch_size, len(source))
   step = start_step
   while True:
-    index = indices(seed, step)[p * share:(p + 1) * share]
+    index = indices(step)[p * share:(p + 1) * share]
     examples = source.get(index)
     batch = {"image": to_model_range(examples["image"])}
     if "label" in examples:
