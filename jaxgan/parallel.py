@@ -61,9 +61,16 @@ def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
   return jax.tree.map(place, tree)
 
 
-def _batch_error(what: str, shape, devices: int, where: str, fix: str) -> ValueError:
-  return ValueError(f"{what} has shape {tuple(shape)}: its {where} ({shape[0] if shape else '?'})"
-                    f" must divide evenly over {devices} devices. {fix}")
+def _batch_error(what: str, shape, devices: int, fix: str) -> ValueError:
+  return ValueError(f"{what} has shape {tuple(shape)}: its number of examples "
+                    f"({shape[0] if shape else '?'}) must divide evenly over {devices} devices. "
+                    f"{fix}")
+
+
+@functools.cache
+def _local_split_sharding(devices: tuple) -> NamedSharding:
+  # Cached: split_batch runs once per batch in the data loop.
+  return NamedSharding(data_mesh(list(devices), AXIS), P(AXIS))
 
 
 def shard_batch(batch: Mapping[str, Any], mesh: Mesh, batch_axis: int = 0) -> dict:
@@ -93,7 +100,6 @@ def shard_batch(batch: Mapping[str, Any], mesh: Mesh, batch_axis: int = 0) -> di
     x = np.asarray(x)
     if x.ndim <= batch_axis or x.shape[batch_axis] % local_devices:
       raise _batch_error(f"batch[{name!r}]", x.shape[batch_axis:], local_devices,
-                         "number of examples",
                          "Choose a global batch size that is a multiple of the device count "
                          f"({mesh.devices.size} devices in all).")
     global_shape = list(x.shape)
@@ -116,12 +122,12 @@ def split_batch(batch: Mapping[str, Any], num_devices: int | None = None,
   n = jax.local_device_count() if num_devices is None else num_devices
   sharding = None
   if n == jax.local_device_count():
-    sharding = NamedSharding(data_mesh(jax.local_devices(), AXIS), P(AXIS))
+    sharding = _local_split_sharding(tuple(jax.local_devices()))
   out = {}
   for name, x in batch.items():
     x = np.asarray(x) if not isinstance(x, jax.Array) else x
     if x.ndim <= batch_axis or x.shape[batch_axis] % n:
-      raise _batch_error(f"batch[{name!r}]", x.shape[batch_axis:], n, "number of examples",
+      raise _batch_error(f"batch[{name!r}]", x.shape[batch_axis:], n,
                          "Choose a batch size that is a multiple of jax.local_device_count().")
     shape = x.shape[:batch_axis] + (n, x.shape[batch_axis] // n) + x.shape[batch_axis + 1:]
     x = x.reshape(shape)
