@@ -22,7 +22,7 @@ for one of the replicas, so use the returned states and drop the old ones.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -42,6 +42,18 @@ def data_mesh(devices: list | None = None, axis_name: str = AXIS) -> Mesh:
   devices = jax.devices() if devices is None else list(devices)
   return jax.make_mesh((len(devices),), (axis_name,),
                        axis_types=(jax.sharding.AxisType.Explicit,), devices=devices)
+
+
+def pmap_mesh(devices: Sequence | None = None, axis_name: str = AXIS) -> Mesh:
+  """The mesh ``jax.pmap`` itself puts its inputs and outputs on (axis type ``Auto``).
+
+  Arrays placed on it (``replicate(states, pmap_mesh())``, ``split_batch``) are already
+  where ``pmap`` wants them, so the first call does not compile a second program for
+  differently placed states, and batches are not copied again.
+  """
+  devices = jax.local_devices() if devices is None else list(devices)
+  return jax.make_mesh((len(devices),), (axis_name,),
+                       axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:
@@ -70,7 +82,7 @@ def _batch_error(what: str, shape, devices: int, fix: str) -> ValueError:
 @functools.cache
 def _local_split_sharding(devices: tuple) -> NamedSharding:
   # Cached: split_batch runs once per batch in the data loop.
-  return NamedSharding(data_mesh(list(devices), AXIS), P(AXIS))
+  return NamedSharding(pmap_mesh(devices), P(AXIS))
 
 
 def shard_batch(batch: Mapping[str, Any], mesh: Mesh, batch_axis: int = 0) -> dict:
@@ -109,20 +121,23 @@ def shard_batch(batch: Mapping[str, Any], mesh: Mesh, batch_axis: int = 0) -> di
 
 
 def split_batch(batch: Mapping[str, Any], num_devices: int | None = None,
-                batch_axis: int = 0) -> dict:
+                batch_axis: int = 0, devices: Sequence | None = None) -> dict:
   """Splits a host batch for ``pmap``: ``[B, ...]`` -> ``[devices, B / devices, ...]``.
 
   With ``batch_axis=1`` (a stack ``[K, B, ...]``) the result is ``[devices, K, B / devices, ...]``.
-  When ``num_devices`` is the local device count (the default) the result is placed on
-  the local devices, one slice each, so ``pmap`` does not copy it again.
+  When ``num_devices`` is the local device count (the default), or ``devices`` names the
+  devices, the result is placed on them, one slice each, so ``pmap`` does not copy it again.
 
   Raises:
     ValueError: ``B`` does not divide by the device count.
   """
-  n = jax.local_device_count() if num_devices is None else num_devices
-  sharding = None
-  if n == jax.local_device_count():
-    sharding = _local_split_sharding(tuple(jax.local_devices()))
+  if devices is not None:
+    devices = tuple(devices)
+    n = len(devices)
+  else:
+    n = jax.local_device_count() if num_devices is None else num_devices
+    devices = tuple(jax.local_devices()) if n == jax.local_device_count() else None
+  sharding = None if devices is None else _local_split_sharding(devices)
   out = {}
   for name, x in batch.items():
     x = np.asarray(x) if not isinstance(x, jax.Array) else x
@@ -209,7 +224,7 @@ def fuse_steps_on_device(train_step: Callable, num_steps: int, batch_size: int,
 
 
 def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,
-              data_on_device: bool = False) -> Callable:
+              data_on_device: bool = False, devices: Sequence | None = None) -> Callable:
   """``jax.pmap`` over local devices with the states unmapped.
 
   Args:
@@ -219,13 +234,14 @@ def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,
     donate: donate the state buffers.
     data_on_device: the third argument is a dataset replicated on every device
       (``fuse_steps_on_device``) rather than a per-device split batch.
+    devices: the devices to map over (default: every local device).
 
   Returns:
     ``f(state_g, state_d, batch, key)``; ``batch`` leaves are ``[local_devices, ...]``
     (``split_batch``). States and metrics come back unmapped (one copy).
   """
   _step_axis(step_fn, axis_name)
-  n = jax.local_device_count()
+  n = jax.local_device_count() if devices is None else len(devices)
   if data_on_device:
     # pmap needs one mapped argument; with the dataset replicated, map a device index.
     def per_device(state_g, state_d, dataset, key, device_index):
@@ -237,7 +253,8 @@ def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,
   else:
     per_device, in_axes, device_index = step_fn, (None, None, 0, None), None
   mapped = jax.pmap(per_device, axis_name=axis_name, in_axes=in_axes,
-                    out_axes=(None, None, None), donate_argnums=(0, 1) if donate else ())
+                    out_axes=(None, None, None), donate_argnums=(0, 1) if donate else (),
+                    devices=None if devices is None else list(devices))
 
   @functools.wraps(step_fn)
   def run(state_g, state_d, batch, key):
@@ -245,7 +262,7 @@ def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,
       for name, x in batch.items():
         if np.ndim(x) < 2 or np.shape(x)[0] != n:
           raise ValueError(
-              f"pmap_step takes batch leaves split as [local_devices={n}, per_device, ...]; "
+              f"pmap_step takes batch leaves split as [devices={n}, per_device, ...]; "
               f"batch[{name!r}] has shape {tuple(np.shape(x))}. Split a host batch with "
               "jaxgan.parallel.split_batch(batch).")
       return mapped(state_g, state_d, batch, key)

@@ -8,3 +8,11 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Keep TensorFlow (if a dependency pulls it in) quiet and off any accelerator.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The training-loop tests compile the same programs in many short runs; JAX's persistent
+# compilation cache turns the repeats into disk reads (entries are keyed by the program and
+# the JAX/XLA versions, so a stale entry is never used).
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                      os.path.join(os.path.dirname(os.path.dirname(__file__)), ".pytest_cache",
+                                   "jax_compilation_cache"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")

@@ -1,12 +1,12 @@
 """Data: the offline Fashion-MNIST files, IDX validation, deterministic batches, prefetch."""
 
-import gzip
 import itertools
 import os
 
 import jax
 import numpy as np
 import pytest
+from idx_files import small_idx_dir, write_idx
 
 from jaxgan import data, parallel
 
@@ -30,24 +30,6 @@ def test_offline_fashion_mnist_has_the_known_statistics():
   assert round(float(pixels.std()), 4) == 0.3530
   np.testing.assert_array_equal(np.bincount(train.labels), [6000] * 10)
   np.testing.assert_array_equal(np.bincount(test.labels), [1000] * 10)
-
-
-def write_idx(path, array, gz=True):
-  codes = {np.uint8: 0x08, np.int32: 0x0C}
-  header = bytes([0, 0, codes[array.dtype.type], array.ndim]) + b"".join(
-      int(d).to_bytes(4, "big") for d in array.shape)
-  payload = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
-  with open(path, "wb") as f:
-    f.write(gzip.compress(payload) if gz else payload)
-  return payload
-
-
-def small_idx_dir(tmp_path, n=50):
-  # Image i is filled with the value i, so a batch tells which examples it holds.
-  images = np.repeat(np.arange(n, dtype=np.uint8), 4 * 4).reshape(n, 4, 4)
-  write_idx(tmp_path / "train-images-idx3-ubyte.gz", images)
-  write_idx(tmp_path / "train-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))
-  return tmp_path
 
 
 def test_idx_round_trip_and_uncompressed(tmp_path):

@@ -199,7 +199,7 @@ def test_error_batch_not_divisible_by_devices():
 def test_error_batch_leading_axis_not_devices():
   G, D, step, shape = mlp(parallel.AXIS)
   sg, sd = states(G, D, shape)
-  with pytest.raises(ValueError, match=r"split as \[local_devices=8.*split_batch"):
+  with pytest.raises(ValueError, match=r"split as \[devices=8.*split_batch"):
     parallel.pmap_step(step)(sg, sd, {"image": jnp.zeros((16, 4, 4, 1))}, jax.random.key(0))
 
 

@@ -1,0 +1,210 @@
+"""Checkpoints of a training run: the only module that imports Orbax.
+
+A checkpoint at step ``s`` holds everything the run needs to continue bit for bit from
+``s``: a pytree of arrays (both networks' ``NetState``: params, optimizer state, BatchNorm
+and spectral-norm vectors, the generator's EMA and step counters; the root RNG key) and a
+JSON document (the config and facts about the run). ``Checkpoints`` wraps an Orbax
+``CheckpointManager``:
+
+* saves are asynchronous: ``save`` returns once the arrays are copied off the device,
+  and the files are written in a background thread while training goes on;
+* a preservation policy keeps the newest ``keep`` checkpoints;
+* a save is first written to a temporary directory and renamed when complete, so a
+  process killed at any moment leaves either a complete checkpoint or a temporary
+  directory, which is never restored (and is removed when the directory is opened again);
+* ``restore_latest`` restores into an abstract target (shapes, dtypes and shardings,
+  e.g. ``jaxgan.abstract_states``), so a run saved on 8 devices restores on 1 and the
+  reverse; an unreadable checkpoint is moved aside with a notice and the one before it
+  is tried.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+PyTree = Any
+
+CORRUPT_DIR = "unreadable"  # where unreadable checkpoints are moved, inside the directory
+
+
+class CheckpointError(RuntimeError):
+  """No checkpoint in the directory can be restored."""
+
+
+class CheckpointMismatchError(ValueError):
+  """A checkpoint exists but belongs to a run the current config cannot continue."""
+
+
+def _leaf_paths(tree: PyTree) -> dict[str, Any]:
+  leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+  return {jax.tree_util.keystr(path, simple=True, separator="/"): leaf for path, leaf in leaves}
+
+
+def _describe(leaf) -> str:
+  return f"{getattr(leaf, 'dtype', '?')}{list(getattr(leaf, 'shape', ()))}"
+
+
+def tree_differences(saved: PyTree, target: PyTree, limit: int = 5) -> list[str]:
+  """Leaves that differ in presence, shape or dtype between two trees of arrays/metadata."""
+  saved, target = _leaf_paths(saved), _leaf_paths(target)
+  out = [f"{k}: only in the checkpoint" for k in saved if k not in target]
+  out += [f"{k}: not in the checkpoint" for k in target if k not in saved]
+  for k in saved.keys() & target.keys():
+    a, b = saved[k], target[k]
+    if tuple(a.shape) != tuple(b.shape) or np.dtype(a.dtype) != np.dtype(b.dtype):
+      out.append(f"{k}: checkpoint {_describe(a)}, now {_describe(b)}")
+  return sorted(out)[:limit] + ([f"... {len(out) - limit} more"] if len(out) > limit else [])
+
+
+class Checkpoints:
+  """Asynchronous checkpoints of ``(arrays, json)`` pairs in one directory.
+
+  Args:
+    directory: where the step directories go (created when missing).
+    keep: how many of the newest checkpoints to keep.
+    log: where notices go (a fallback to an older checkpoint).
+  """
+
+  def __init__(self, directory: str, *, keep: int = 3,
+               log: Callable[[str], None] = print):
+    if keep < 1:
+      raise ValueError(f"keep must be at least 1 (checkpoints to keep), got {keep}.")
+    self.directory = os.path.abspath(directory)
+    self.keep = keep
+    self._log = log
+    self._manager = self._open()
+
+  def _open(self) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(
+        preservation_policy=ocp.checkpoint_managers.LatestN(self.keep),
+        cleanup_tmp_directories=True,  # partial saves of a killed process
+        enable_async_checkpointing=True,
+    )
+    # Handlers named up front, so a fresh manager (a resumed run) can read metadata.
+    return ocp.CheckpointManager(
+        self.directory, options=options,
+        item_handlers={"arrays": ocp.StandardCheckpointHandler(),
+                       "meta": ocp.JsonCheckpointHandler()})
+
+  def all_steps(self) -> list[int]:
+    return sorted(self._manager.all_steps())
+
+  def latest_step(self) -> int | None:
+    return self._manager.latest_step()
+
+  def save(self, step: int, arrays: PyTree, meta: dict) -> None:
+    """Starts saving ``arrays`` and ``meta`` as step ``step``; returns before the write ends.
+
+    The arrays are copied to host memory before this returns, so their device buffers
+    may be donated to the next training step right away.
+    """
+    self._manager.save(int(step), args=ocp.args.Composite(
+        arrays=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(meta)), force=True)
+
+  def reached_preemption(self, step: int) -> bool:
+    """Multi-host runs: True at the step all processes agreed to stop at (JAX's preemption
+    service, which watches for SIGTERM)."""
+    return self._manager.reached_preemption(step)
+
+  def wait(self) -> None:
+    """Blocks until every started save is complete on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  def read_meta(self, step: int) -> dict:
+    return self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))[
+        "meta"]
+
+  def restore(self, step: int, target: PyTree) -> PyTree:
+    """Restores step ``step``'s arrays into ``target``'s structure, shapes and shardings.
+
+    Raises:
+      CheckpointMismatchError: the saved arrays differ from ``target`` in shape, dtype
+        or structure.
+    """
+    saved = self._manager.item_metadata(step)["arrays"]
+    saved = getattr(saved, "tree", saved)
+    diffs = tree_differences(saved, target)
+    if diffs:
+      raise CheckpointMismatchError(
+          f"The checkpoint at step {step} in {self.directory} does not match the state this "
+          "config builds:\n  " + "\n  ".join(diffs))
+    return self._manager.restore(step, args=ocp.args.Composite(
+        arrays=ocp.args.StandardRestore(target)))["arrays"]
+
+  def restore_latest(self, target: PyTree, check_meta: Callable[[dict], None] | None = None
+                     ) -> tuple[int, PyTree, dict] | None:
+    """Restores the newest readable checkpoint, or returns None when there is none.
+
+    A checkpoint that cannot be read is moved to ``<directory>/unreadable/<step>`` (not
+    deleted) with a notice, and the one before it is tried.
+
+    Args:
+      target: the abstract tree to restore into (``jax.ShapeDtypeStruct`` leaves with
+        shardings).
+      check_meta: called with the checkpoint's JSON before its arrays are read; raises to
+        refuse it (e.g. a config from another run). Its errors are passed through.
+
+    Returns:
+      ``(step, arrays, meta)`` or None.
+
+    Raises:
+      CheckpointError: checkpoints exist but none can be read.
+      CheckpointMismatchError: the newest readable checkpoint does not fit ``target``.
+    """
+    failures: list[str] = []
+    for step in reversed(self.all_steps()):
+      try:
+        meta = self.read_meta(step)
+      except Exception as e:  # noqa: BLE001 - any failure to read means unreadable files
+        self._unreadable(step, e, failures)
+        continue
+      if check_meta is not None:
+        check_meta(meta)
+      try:
+        arrays = self.restore(step, target)
+      except CheckpointMismatchError:
+        raise
+      except Exception as e:  # noqa: BLE001
+        self._unreadable(step, e, failures)
+        continue
+      return step, arrays, meta
+    if failures:
+      raise CheckpointError(
+          f"None of the checkpoints in {self.directory} can be read:\n  " + "\n  ".join(failures)
+          + f"\nThey were moved to {os.path.join(self.directory, CORRUPT_DIR)}. Start afresh "
+          "with another --workdir, or restore a copy of the checkpoints.")
+    return None
+
+  def _unreadable(self, step: int, error: Exception, failures: list[str]) -> None:
+    why = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:200]}"
+    failures.append(f"step {step}: {why}")
+    moved = self._set_aside(step)
+    self._log(f"jaxgan: checkpoint {step} in {self.directory} cannot be read ({why}); moved "
+              f"it to {moved}; trying the one before it.")
+
+  def _set_aside(self, step: int) -> str:
+    """Moves an unreadable step directory out of the manager's sight; returns where."""
+    self._manager.wait_until_finished()
+    source = os.path.join(self.directory, str(step))
+    dest_dir = os.path.join(self.directory, CORRUPT_DIR)
+    os.makedirs(dest_dir, exist_ok=True)
+    dest = os.path.join(dest_dir, str(step))
+    suffix = 1
+    while os.path.exists(dest):
+      dest, suffix = os.path.join(dest_dir, f"{step}.{suffix}"), suffix + 1
+    if jax.process_index() == 0:
+      shutil.move(source, dest)
+    self._manager.close()
+    self._manager = self._open()
+    return dest

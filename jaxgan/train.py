@@ -1,0 +1,477 @@
+"""``train_and_evaluate(config, workdir)``: the training loop.
+
+The loop owns everything around the pure step: data, devices, checkpoints, logging.
+
+* **Exact resume.** The run's randomness is a function of ``(seed, step)`` (the step
+  folds the generator's step counter into the root key; batch ``s`` is a pure function of
+  ``(seed, s)``), and a checkpoint holds both networks' whole states and the root key. So a
+  run stopped at any checkpoint and started again on the same workdir ends bit for bit
+  where an uninterrupted run ends.
+* **Preemption.** SIGTERM or SIGINT (Ctrl-C) makes the loop finish the current step, save
+  it, wait for the save and return; a second SIGINT interrupts at once. A process killed
+  outright restarts from its newest complete checkpoint.
+* **NaN/Inf guard.** Metrics stay on the device until they are fetched, every
+  ``log_every`` steps, before every save, and at the end; a non-finite value stops the
+  run with ``NonFiniteError`` naming the step and metric, and a state is checked finite
+  before it is saved, so the newest checkpoint is always a good one.
+* **Logging** (process 0): a progress bar with steps/s and the losses, ``metrics.jsonl``
+  (means over each interval), TensorBoard events in ``workdir/tensorboard``, and sample
+  grids from a fixed set of latent vectors in ``workdir/samples/step_XXXXXXX.png``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from jaxgan import checkpoint as ckpt_lib
+from jaxgan import data as data_lib
+from jaxgan import evaluate, models, parallel
+from jaxgan import losses as losses_lib
+from jaxgan.state import NetState, abstract_states, create_states
+from jaxgan.step import generate, make_train_step
+
+MODELS = ("mlp", "dcgan")
+PARALLEL = ("pmap", "shard_map")
+# Settings a checkpoint's run cannot change: they change the state's shapes, the data or
+# the random streams. Resuming under other values is refused with an error.
+MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed")
+# Settings that may change on resume (a notice lists them): the run goes on, but it is no
+# longer the run an uninterrupted job would have made.
+MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay", "lr_g", "lr_d",
+              "b1", "b2", "batch_size")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Every field ``train_and_evaluate`` reads, with defaults. See the comments for units."""
+  c = ml_collections.ConfigDict()
+  c.dataset = "mnist"  # a TFDS name, or idx:/dir for MNIST-format files
+  c.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir (None: default)
+  c.model = "dcgan"  # mlp | dcgan
+  c.width = 1.0  # DCGAN channel multiplier
+  c.latent_dim = 100
+  c.spectral_norm = False  # in the discriminator
+  c.loss = "non_saturating"  # see jaxgan.losses.names()
+  c.n_critic = 1  # discriminator updates per generator update
+  c.gp_weight = 0.0  # WGAN-GP weight (0: off)
+  c.r1_weight = 0.0  # R1 gamma (0: off)
+  c.clip = 0.0  # WGAN weight clipping bound (0: off)
+  c.ema_decay = 0.999  # generator EMA (0: off)
+  c.lr_g = 2e-4
+  c.lr_d = 2e-4
+  c.b1 = 0.5
+  c.b2 = 0.999
+  c.batch_size = 256  # global, over all devices
+  c.steps = 10_000  # generator updates in all (resuming continues up to this)
+  c.seed = 0
+  c.parallel = "pmap"  # pmap | shard_map
+  c.num_devices = 0  # 0: every device; n: the first n (one process only)
+  c.log_every = 100
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.sample_every = 1000
+  c.grid_size = 8  # sample grids of grid_size x grid_size images
+  c.progress = True  # progress bar
+  return c
+
+
+def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.ConfigDict:
+  """``default_config()`` updated with ``config``; checks names and values.
+
+  Raises:
+    ValueError: an unknown field (with the closest names), or a value out of range.
+  """
+  out = default_config()
+  given = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+  unknown = [k for k in given if k not in out]
+  if unknown:
+    import difflib
+
+    hints = [f"{k} (did you mean {', '.join(difflib.get_close_matches(k, list(out), 2))}?)"
+             if difflib.get_close_matches(k, list(out), 2) else k for k in unknown]
+    raise ValueError(f"Unknown config field(s): {', '.join(hints)}. Known fields: "
+                     f"{', '.join(sorted(out))}.")
+  with out.ignore_type():
+    out.update(given)
+  checks = [
+      (out.model in MODELS, f"model must be one of {MODELS}, got {out.model!r}"),
+      (out.parallel in PARALLEL, f"parallel must be one of {PARALLEL}, got {out.parallel!r}"),
+      (out.steps >= 0, f"steps must be >= 0, got {out.steps}"),
+      (out.batch_size >= 1, f"batch_size must be >= 1, got {out.batch_size}"),
+      (out.latent_dim >= 1, f"latent_dim must be >= 1, got {out.latent_dim}"),
+      (out.width > 0, f"width must be > 0, got {out.width}"),
+      (out.lr_g > 0 and out.lr_d > 0, f"learning rates must be > 0, got lr_g={out.lr_g}, "
+       f"lr_d={out.lr_d}"),
+      (0 <= out.b1 < 1 and 0 <= out.b2 < 1, f"b1 and b2 must be in [0, 1), got {out.b1}, "
+       f"{out.b2}"),
+      (out.num_devices >= 0, f"num_devices must be >= 0 (0: all), got {out.num_devices}"),
+      (out.clip >= 0, f"clip must be >= 0 (0: off), got {out.clip}"),
+      (out.grid_size >= 1, f"grid_size must be >= 1, got {out.grid_size}"),
+  ]
+  for every in ("log_every", "checkpoint_every", "sample_every", "keep_checkpoints"):
+    checks.append((out[every] >= 1, f"{every} must be >= 1, got {out[every]}"))
+  bad = [message for ok, message in checks if not ok]
+  if bad:
+    raise ValueError("Invalid config: " + "; ".join(bad) + ".")
+  losses_lib.get(out.loss)  # raises on an unknown loss, listing the known ones
+  return out
+
+
+def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int]):
+  """The ``(G, D)`` pair the config names, for images of ``image_shape``."""
+  image_shape = tuple(image_shape)
+  if config.model == "mlp":
+    return (models.MLPGenerator(image_shape=image_shape),
+            models.MLPDiscriminator(spectral_norm=config.spectral_norm))
+  return (models.DCGANGenerator(image_shape=image_shape, width=config.width,
+                                axis_name=parallel.AXIS),
+          models.DCGANDiscriminator(width=config.width, spectral_norm=config.spectral_norm,
+                                    axis_name=parallel.AXIS))
+
+
+def make_optimizers(config: ml_collections.ConfigDict):
+  """Adam for each network, with its own learning rate (TTUR when they differ)."""
+  return (optax.adam(config.lr_g, b1=config.b1, b2=config.b2),
+          optax.adam(config.lr_d, b1=config.b1, b2=config.b2))
+
+
+class NonFiniteError(FloatingPointError):
+  """Training produced NaN or Inf; the message names the step, the metric and the checkpoint."""
+
+
+@dataclasses.dataclass
+class RunResult:
+  """What ``train_and_evaluate`` returns.
+
+  Attributes:
+    state_g: the generator's final state (replicated over the devices used).
+    state_d: the discriminator's.
+    G: the generator module (``jaxgan.generate(G, state_g, key, n)`` samples it).
+    D: the discriminator module.
+    step: the step reached.
+    metrics: means over the last logged interval.
+    preempted: the run stopped on a signal before ``config.steps``.
+  """
+
+  state_g: NetState
+  state_d: NetState
+  G: Any
+  D: Any
+  step: int
+  metrics: dict[str, float]
+  preempted: bool
+
+
+# -- process-0 output ---------------------------------------------------------------------
+
+def _notice(message: str) -> None:
+  if jax.process_index() == 0:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+class _Logs:
+  """metrics.jsonl, TensorBoard events and sample PNGs in the workdir (process 0 only)."""
+
+  def __init__(self, workdir: str, start_step: int):
+    self.enabled = jax.process_index() == 0
+    if not self.enabled:
+      return
+    self.jsonl = os.path.join(workdir, "metrics.jsonl")
+    self.samples = os.path.join(workdir, "samples")
+    _truncate_jsonl(self.jsonl, start_step)
+    from tensorboardX import SummaryWriter
+
+    # purge_step: TensorBoard hides events a killed run wrote after the checkpoint.
+    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                            purge_step=start_step if start_step else None)
+    self.file = open(self.jsonl, "a")  # noqa: SIM115 - closed in close()
+
+  def metrics(self, step: int, values: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    self.file.write(json.dumps({"step": step, **values}) + "\n")
+    self.file.flush()
+    for name, value in values.items():
+      if name != "time":
+        self.tb.add_scalar(f"train/{name}", value, step)
+
+  def grid(self, step: int, images: np.ndarray, columns: int) -> str | None:
+    if not self.enabled:
+      return None
+    picture = evaluate.image_grid(images, columns)
+    path = os.path.join(self.samples, f"step_{step:07d}.png")
+    evaluate.save_image(picture, path)
+    self.tb.add_image("samples", picture, step, dataformats="HWC")
+    return path
+
+  def close(self) -> None:
+    if self.enabled:
+      self.file.close()
+      self.tb.close()
+
+
+def _truncate_jsonl(path: str, last_step: int) -> None:
+  """Drops records after ``last_step`` (written by a run killed after its checkpoint)."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = f.readlines()
+  keep = []
+  for line in lines:
+    try:
+      if json.loads(line)["step"] <= last_step:
+        keep.append(line)
+    except (ValueError, KeyError, TypeError):
+      continue  # a line cut short by a kill
+  if len(keep) != len(lines):
+    with open(path + ".tmp", "w") as f:
+      f.writelines(keep)
+    os.replace(path + ".tmp", path)
+
+
+class _StopRequest:
+  """Turns SIGTERM / SIGINT into a flag the loop checks after each step."""
+
+  def __init__(self):
+    self.signal: str | None = None
+    self._previous: dict = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGTERM, signal.SIGINT):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    if self.signal is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C: stop now (the last checkpoint stays good)
+    self.signal = signal.Signals(signum).name
+    _notice(f"jaxgan: {self.signal} received; saving a checkpoint at the end of this step "
+            "and stopping (Ctrl-C again to stop at once).")
+
+  def __exit__(self, *exc):
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+# -- the loop -------------------------------------------------------------------------------
+
+def _devices(config) -> list:
+  if config.num_devices == 0:
+    return jax.devices()
+  if jax.process_count() > 1:
+    raise ValueError("num_devices picks devices of a single process; on a multi-host run "
+                     "leave it at 0 (every device).")
+  if config.num_devices > jax.device_count():
+    raise ValueError(f"num_devices={config.num_devices}, but there are only "
+                     f"{jax.device_count()} devices.")
+  return jax.devices()[:config.num_devices]
+
+
+def _check_resumable(meta: dict, config, image_shape, directory: str) -> None:
+  saved = meta.get("config", {})
+  differ = [k for k in MUST_MATCH if saved.get(k) != config[k]]
+  if tuple(meta.get("image_shape", image_shape)) != tuple(image_shape):
+    differ.append("image_shape")
+  if differ:
+    current = {**config.to_dict(), "image_shape": list(image_shape)}
+    saved = {**saved, "image_shape": meta.get("image_shape")}
+    lines = [f"{k}: checkpoint {saved.get(k)!r}, config {current[k]!r}" for k in differ]
+    raise ckpt_lib.CheckpointMismatchError(
+        f"{directory} holds a checkpoint (step {meta.get('step')}) of a run this config cannot "
+        "continue:\n  " + "\n  ".join(lines) + "\nUse another --workdir to start a new run, or "
+        "set these back to the checkpoint's values to resume it.")
+  changed = [f"{k} {saved[k]!r} -> {config[k]!r}" for k in MAY_CHANGE
+             if k in saved and saved[k] != config[k]]
+  if changed:
+    _notice(f"jaxgan: resuming step {meta.get('step')} with changed settings (the run goes on "
+            f"with the new values): {', '.join(changed)}.")
+
+
+@jax.jit
+def _nonfinite_leaves(tree) -> Any:
+  return jax.tree.map(lambda x: ~jnp.all(jnp.isfinite(x)), tree)
+
+
+def _first_nonfinite_leaf(tree) -> str | None:
+  flags = jax.device_get(_nonfinite_leaves(tree))
+  bad = [jax.tree_util.keystr(path, simple=True, separator="/")
+         for path, flag in jax.tree_util.tree_flatten_with_path(flags)[0] if flag]
+  return bad[0] if bad else None
+
+
+def _mean_metrics(pending: list[tuple[int, dict]], last_good: Callable[[], str]) -> dict:
+  """Fetches the metrics of the steps in ``pending``; raises on the first non-finite one."""
+  fetched = jax.device_get([m for _, m in pending])
+  for (step, _), metrics in zip(pending, fetched, strict=True):
+    for name, value in metrics.items():
+      if not np.isfinite(value):
+        raise NonFiniteError(
+            f"Training diverged: {name} = {float(value)} at step {step}, the first non-finite "
+            f"value. {last_good()} Lower the learning rates, or add a stabiliser "
+            "(r1_weight, gp_weight, spectral_norm, clip), then run again to resume from it.")
+  return {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -> RunResult:
+  """Trains a GAN as ``config`` says, resuming from ``workdir`` when it holds a checkpoint.
+
+  Args:
+    config: fields of ``default_config()`` (missing ones take their defaults).
+    workdir: where checkpoints (``checkpoints/``), ``metrics.jsonl``, TensorBoard events
+      (``tensorboard/``) and sample grids (``samples/``) go.
+
+  Returns:
+    A ``RunResult``. ``preempted`` is True when a signal stopped the run early (it saved
+    first; running again resumes).
+
+  Raises:
+    ValueError: a bad config, or a batch that does not divide over the devices.
+    jaxgan.checkpoint.CheckpointMismatchError: ``workdir`` holds a run this config
+      cannot continue (the message names the differences).
+    jaxgan.checkpoint.CheckpointError: ``workdir`` holds checkpoints, none readable.
+    NonFiniteError: a metric or the state became NaN/Inf.
+    jaxgan.data.DataError: the dataset cannot be loaded.
+  """
+  config = complete_config(config)
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  devices = _devices(config)
+  if config.batch_size % len(devices):
+    raise ValueError(f"batch_size={config.batch_size} does not divide over {len(devices)} "
+                     "devices; make it a multiple of the device count.")
+
+  source = data_lib.load(config.dataset, "train", data_dir=config.data_dir, log=_notice)
+  image_shape = source.image_shape
+  G, D = make_models(config, image_shape)
+  tx_g, tx_d = make_optimizers(config)
+  pmap_devices = devices if config.num_devices else None  # None: pmap's own choice, all
+  mesh = (parallel.pmap_mesh(pmap_devices) if config.parallel == "pmap"
+          else parallel.data_mesh(devices))
+  replicated = NamedSharding(mesh, P())
+  checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
+                                     keep=config.keep_checkpoints, log=_notice)
+
+  # The newest complete checkpoint, restored straight onto the devices of this run.
+  abstract_g, abstract_d = abstract_states(G, D, tx_g, tx_d, latent_dim=config.latent_dim,
+                                           image_shape=image_shape)
+  key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                        {"g": abstract_g, "d": abstract_d, "rng": key_shape})
+  restored = checkpoints.restore_latest(
+      target, lambda meta: _check_resumable(meta, config, image_shape, checkpoints.directory))
+  if restored is None:
+    start_step, root_key = 0, jax.random.key(config.seed)
+    state_g, state_d = create_states(jax.random.fold_in(root_key, 0), G, D, tx_g, tx_d,
+                                     latent_dim=config.latent_dim, image_shape=image_shape)
+    state_g, state_d = parallel.replicate((state_g, state_d), mesh)
+  else:
+    start_step, arrays, _ = restored
+    state_g, state_d = arrays["g"], arrays["d"]
+    # Via the host: the key is then committed to no mesh, as a fresh run's is.
+    root_key = jax.random.wrap_key_data(np.asarray(arrays["rng"]))
+    _notice(f"jaxgan: resumed from step {start_step} in {checkpoints.directory}.")
+  step_key = parallel.replicate(jax.random.fold_in(root_key, 1), mesh)
+  grid_key = jax.random.fold_in(root_key, 2)
+  last_saved = [checkpoints.latest_step()]
+
+  def last_good() -> str:
+    checkpoints.wait()
+    if last_saved[0] is None:
+      return "No checkpoint was saved before it."
+    return (f"The newest checkpoint, step {last_saved[0]} in {checkpoints.directory}, was "
+            "saved before it and is finite.")
+
+  train_step = make_train_step(
+      G, D, config.loss, n_critic=config.n_critic, gp_weight=config.gp_weight,
+      r1_weight=config.r1_weight, clip=config.clip or None, ema_decay=config.ema_decay or None,
+      axis_name=parallel.AXIS)
+  if config.parallel == "pmap":
+    step_fn = parallel.pmap_step(train_step, devices=pmap_devices)
+    place = functools.partial(parallel.split_batch, devices=pmap_devices)
+  else:
+    step_fn = parallel.shard_map_step(train_step, mesh)
+    place = functools.partial(parallel.shard_batch, mesh=mesh)
+
+  logs = _Logs(workdir, start_step)
+  bar = None
+  if config.progress and jax.process_index() == 0:
+    from tqdm import tqdm
+
+    bar = tqdm(total=config.steps, initial=min(start_step, config.steps), unit="step",
+               dynamic_ncols=True, desc="train")
+
+  def save(step: int) -> None:
+    bad = _first_nonfinite_leaf((state_g, state_d))
+    if bad is not None:
+      raise NonFiniteError(f"Training diverged: the state has NaN/Inf in {bad} at step {step}; "
+                           f"it was not saved. {last_good()}")
+    checkpoints.save(step, {"g": state_g, "d": state_d, "rng": jax.random.key_data(root_key)},
+                     {"config": config.to_dict(), "step": step, "image_shape": list(image_shape),
+                      "data": source.description, "devices": len(devices),
+                      "processes": jax.process_count(), "jax": jax.__version__})
+    last_saved[0] = step
+
+  step, metrics, preempted = start_step, {}, False
+  pending: list[tuple[int, dict]] = []
+  interval_start, interval_step = time.perf_counter(), start_step
+  batches = data_lib.Prefetch(
+      data_lib.batches(source, config.batch_size, config.seed, start_step), place=place)
+  try:
+    with _StopRequest() as stop:
+      while step < config.steps:
+        _, batch = next(batches)
+        state_g, state_d, step_metrics = step_fn(state_g, state_d, batch, step_key)
+        step += 1
+        pending.append((step, step_metrics))
+        if bar is not None:
+          bar.update(1)
+        stopping = stop.signal is not None or (
+            jax.process_count() > 1 and checkpoints.reached_preemption(step))
+        final = step == config.steps or stopping
+        if step % config.log_every == 0 or step % config.checkpoint_every == 0 or final:
+          metrics = _mean_metrics(pending, last_good)
+          now = time.perf_counter()
+          rate = (step - interval_step) / (now - interval_start)
+          interval_start, interval_step, pending = now, step, []
+          logs.metrics(step, {**metrics, "steps_per_sec": rate, "time": time.time()})
+          if bar is not None:
+            bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}",
+                            refresh=False)
+        if step % config.sample_every == 0 or final:
+          images = np.asarray(generate(G, state_g, grid_key, config.grid_size ** 2))
+          logs.grid(step, images, config.grid_size)
+        if step % config.checkpoint_every == 0 or final:
+          save(step)
+        if stopping:
+          preempted = step < config.steps
+          break
+    checkpoints.wait()
+    if preempted:
+      _notice(f"jaxgan: stopped at step {step} ({stop.signal or 'preemption'}); the checkpoint "
+              f"is saved in {checkpoints.directory}. Run the same command again to resume.")
+  finally:
+    batches.close()
+    if bar is not None:
+      bar.close()
+    logs.close()
+    checkpoints.close()
+  return RunResult(state_g, state_d, G, D, step, metrics, preempted)

@@ -1,0 +1,376 @@
+"""The training loop: exact resume, preemption, device counts, bad checkpoints, NaN, logs."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+from idx_files import blobs_idx_dir
+from PIL import Image
+from tensorboardX.proto import event_pb2
+
+from jaxgan import checkpoint, train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+  return str(blobs_idx_dir(tmp_path_factory.mktemp("blobs")))
+
+
+def tiny(blobs, **overrides):
+  """A small MLP run that takes about a second per 20 steps on 8 simulated CPU devices."""
+  config = dict(dataset=f"idx:{blobs}", model="mlp", latent_dim=16, batch_size=32, steps=20,
+                spectral_norm=True, r1_weight=0.1, log_every=5, checkpoint_every=10,
+                sample_every=10, grid_size=4, progress=False, lr_g=1e-3, lr_d=1e-3)
+  config.update(overrides)
+  return config
+
+
+def leaves(result):
+  return jax.tree.leaves(jax.device_get((result.state_g, result.state_d)))
+
+
+def assert_bitwise_equal(a, b):
+  a, b = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(a) == len(b)
+  for x, y in zip(a, b, strict=True):
+    x, y = np.asarray(x), np.asarray(y)
+    assert x.dtype == y.dtype and x.shape == y.shape
+    assert x.tobytes() == y.tobytes()
+
+
+def jsonl(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f]
+
+
+def training_values(records):
+  # Wall-clock fields differ between runs; everything the training computed must not.
+  return [{k: v for k, v in r.items() if k not in ("time", "steps_per_sec")} for r in records]
+
+
+def read_checkpoint(workdir, step=None):
+  """A checkpoint's arrays as host numpy, read back with the library's own reader."""
+  ckpts = checkpoint.Checkpoints(os.path.join(workdir, "checkpoints"))
+  step = ckpts.latest_step() if step is None else step
+  meta = ckpts.read_meta(step)
+  config = train.complete_config(meta["config"])
+  G, D = train.make_models(config, meta["image_shape"])
+  tx_g, tx_d = train.make_optimizers(config)
+  g, d = train.abstract_states(G, D, tx_g, tx_d, latent_dim=config.latent_dim,
+                               image_shape=meta["image_shape"])
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  key = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
+                        {"g": g, "d": d, "rng": key})
+  arrays = ckpts.restore(step, target)
+  ckpts.close()
+  return step, jax.device_get(arrays)
+
+
+def test_stopping_and_resuming_gives_the_same_bits(blobs, tmp_path):
+  straight = train.train_and_evaluate(tiny(blobs, steps=40), str(tmp_path / "a"))
+  half = train.train_and_evaluate(tiny(blobs, steps=20), str(tmp_path / "b"))
+  assert half.step == 20 and not half.preempted
+  resumed = train.train_and_evaluate(tiny(blobs, steps=40), str(tmp_path / "b"))
+  assert straight.step == resumed.step == 40
+  # Params, optimizer states, spectral-norm vectors, EMA and step counters, byte for byte.
+  assert_bitwise_equal(leaves(straight), leaves(resumed))
+  assert int(resumed.state_g.step) == int(resumed.state_d.step) == 40
+  assert int(resumed.state_g.opt_state[0].count) == 40
+  # The logged metrics of both runs agree too, step for step.
+  a, b = jsonl(tmp_path / "a"), jsonl(tmp_path / "b")
+  assert [r["step"] for r in a] == [5, 10, 15, 20, 25, 30, 35, 40]
+  assert training_values(a) == training_values(b)
+  # So do the saved states and the sample grids, drawn from the same fixed latent vectors.
+  assert_bitwise_equal(read_checkpoint(tmp_path / "a")[1], read_checkpoint(tmp_path / "b")[1])
+  for step in (10, 20, 30, 40):
+    png = f"samples/step_{step:07d}.png"
+    assert (np.asarray(Image.open(tmp_path / "a" / png)).tobytes()
+            == np.asarray(Image.open(tmp_path / "b" / png)).tobytes())
+  # Running a finished workdir again trains nothing and changes nothing.
+  again = train.train_and_evaluate(tiny(blobs, steps=40), str(tmp_path / "b"))
+  assert again.step == 40
+  assert_bitwise_equal(leaves(again), leaves(resumed))
+
+
+@pytest.mark.parametrize("before, after", [(8, 1), (1, 8)])
+def test_restore_on_another_device_count(blobs, tmp_path, before, after):
+  first = train.train_and_evaluate(tiny(blobs, num_devices=before, parallel="shard_map"),
+                                   str(tmp_path / "w"))
+  saved = read_checkpoint(tmp_path / "w", 20)[1]
+  assert_bitwise_equal(saved["g"], jax.device_get(first.state_g))
+  assert_bitwise_equal(saved["d"], jax.device_get(first.state_d))
+  shutil.copytree(tmp_path / "w", tmp_path / "ref")
+  resumed = train.train_and_evaluate(tiny(blobs, num_devices=after, steps=21),
+                                     str(tmp_path / "w"))
+  assert resumed.step == 21
+  assert {d.id for d in resumed.state_g.params["Dense_0"]["kernel"].sharding.device_set} == {
+      d.id for d in jax.devices()[:after]}
+  # The step taken after the restore equals the one the original device count takes from
+  # the same checkpoint, up to the float reassociation of averaging over another number of
+  # devices. (One step: over many, Adam's normalisation amplifies rounding differences.)
+  reference = train.train_and_evaluate(tiny(blobs, num_devices=before, steps=21),
+                                       str(tmp_path / "ref"))
+  for x, y in zip(leaves(resumed), leaves(reference), strict=True):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6 * (np.abs(y).max() + 1e-6))
+  np.testing.assert_allclose(jsonl(tmp_path / "w")[-1]["d_loss"],
+                             jsonl(tmp_path / "ref")[-1]["d_loss"], rtol=1e-5)
+
+
+def test_another_architecture_or_latent_size_is_refused_by_name(blobs, tmp_path, capfd):
+  train.train_and_evaluate(tiny(blobs, steps=10), str(tmp_path))
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match=r"latent_dim: checkpoint 16, config 32[\s\S]*another --workdir"):
+    train.train_and_evaluate(tiny(blobs, steps=20, latent_dim=32), str(tmp_path))
+  with pytest.raises(checkpoint.CheckpointMismatchError, match="model: checkpoint 'mlp', config "
+                     "'dcgan'"):
+    train.train_and_evaluate(tiny(blobs, steps=20, model="dcgan"), str(tmp_path))
+  # Nothing was lost: the checkpoint is still there, and the right config resumes it,
+  # saying which settings it changed.
+  capfd.readouterr()
+  result = train.train_and_evaluate(tiny(blobs, steps=20, lr_d=5e-4), str(tmp_path))
+  assert result.step == 20
+  err = capfd.readouterr().err
+  assert "resumed from step 10" in err
+  assert "changed settings" in err and "lr_d 0.001 -> 0.0005" in err
+
+
+def corrupt(step_dir):
+  """Flips bytes in the second half of every file of a checkpoint's arrays."""
+  for root, _, files in os.walk(os.path.join(step_dir, "arrays")):
+    for name in files:
+      with open(os.path.join(root, name), "r+b") as f:
+        data = bytearray(f.read())
+        data[len(data) // 2:] = bytes(b ^ 0xFF for b in data[len(data) // 2:])
+        f.seek(0)
+        f.write(bytes(data))
+
+
+def test_an_unreadable_checkpoint_falls_back_to_the_one_before(blobs, tmp_path, capfd):
+  straight = train.train_and_evaluate(tiny(blobs, steps=30), str(tmp_path / "a"))
+  train.train_and_evaluate(tiny(blobs, steps=20), str(tmp_path / "b"))
+  corrupt(tmp_path / "b" / "checkpoints" / "20")
+  capfd.readouterr()
+  resumed = train.train_and_evaluate(tiny(blobs, steps=30), str(tmp_path / "b"))
+  err = capfd.readouterr().err
+  assert "checkpoint 20" in err and "cannot be read" in err and "resumed from step 10" in err
+  # Set aside, not deleted; and the run redid steps 11-30 exactly.
+  assert os.path.isdir(tmp_path / "b" / "checkpoints" / checkpoint.CORRUPT_DIR / "20")
+  assert_bitwise_equal(leaves(straight), leaves(resumed))
+
+
+def test_no_readable_checkpoint_is_a_clear_error(blobs, tmp_path):
+  train.train_and_evaluate(tiny(blobs, steps=20), str(tmp_path))
+  for step in (10, 20):
+    corrupt(tmp_path / "checkpoints" / str(step))
+  with pytest.raises(checkpoint.CheckpointError, match=r"None of the checkpoints[\s\S]*step 20"
+                     r"[\s\S]*step 10[\s\S]*another --workdir"):
+    train.train_and_evaluate(tiny(blobs, steps=30), str(tmp_path))
+
+
+def test_divergence_stops_with_the_step_metric_and_last_good_checkpoint(blobs, tmp_path):
+  train.train_and_evaluate(tiny(blobs, steps=10), str(tmp_path))
+  # A huge learning rate from step 10 on: Adam moves every weight by ~1e30 per step.
+  with pytest.raises(train.NonFiniteError) as info:
+    train.train_and_evaluate(tiny(blobs, steps=40, lr_g=1e30, lr_d=1e30, log_every=50),
+                             str(tmp_path))
+  message = str(info.value)
+  step = int(message.split(" at step ")[1].split(",")[0])
+  assert 10 < step <= 20, message  # the first bad step, found although the log interval is 50
+  assert "newest checkpoint, step 10" in message and "is finite" in message
+  saved_step, arrays = read_checkpoint(tmp_path)
+  assert saved_step == 10
+  assert all(np.isfinite(x).all() for x in jax.tree.leaves(arrays))
+  # The failing step is reported from the metrics; records after it were never written.
+  assert max(r["step"] for r in jsonl(tmp_path)) == 10
+
+
+def test_logs_metrics_tensorboard_and_grids(blobs, tmp_path, capfd):
+  train.train_and_evaluate(tiny(blobs, steps=20, progress=True), str(tmp_path))
+  err = capfd.readouterr().err
+  assert "20/20" in err and "step/s" in err and "d_loss=" in err  # the progress bar
+  records = jsonl(tmp_path)
+  assert [r["step"] for r in records] == [5, 10, 15, 20]
+  for r in records:
+    assert {"d_loss", "g_loss", "real_logits", "fake_logits", "r1", "steps_per_sec"} <= set(r)
+    assert all(np.isfinite(v) for v in r.values())
+  scalars = {}
+  (events,) = os.listdir(tmp_path / "tensorboard")
+  for event in read_tfrecords(tmp_path / "tensorboard" / events):
+    for value in event.summary.value:
+      scalars.setdefault(value.tag, []).append((event.step, value))
+  assert [s for s, _ in scalars["train/d_loss"]] == [5, 10, 15, 20]
+  np.testing.assert_allclose([v.simple_value for _, v in scalars["train/g_loss"]],
+                             [r["g_loss"] for r in records], rtol=1e-6)
+  assert [s for s, _ in scalars["samples"]] == [10, 20]
+  # 4 x 4 grid of 28 x 28 images with 2-pixel borders.
+  for step in (10, 20):
+    grid = np.asarray(Image.open(tmp_path / "samples" / f"step_{step:07d}.png"))
+    assert grid.shape == (4 * 30 + 2, 4 * 30 + 2) and grid.dtype == np.uint8
+
+
+def read_tfrecords(path):
+  """TFRecord framing: u64 length, u32 crc, payload, u32 crc; payloads are Event protos."""
+  with open(path, "rb") as f:
+    data = f.read()
+  out, i = [], 0
+  while i < len(data):
+    n = int.from_bytes(data[i:i + 8], "little")
+    out.append(event_pb2.Event.FromString(data[i + 12:i + 12 + n]))
+    i += 12 + n + 4
+  assert i == len(data)
+  return out
+
+
+def test_bad_config_is_refused_before_anything_runs(blobs, tmp_path):
+  with pytest.raises(ValueError, match=r"Unknown config field\(s\): stesp \(did you mean steps"):
+    train.train_and_evaluate({**tiny(blobs), "stesp": 5}, str(tmp_path))
+  with pytest.raises(ValueError, match="model must be one of"):
+    train.train_and_evaluate(tiny(blobs, model="resnet"), str(tmp_path))
+  with pytest.raises(ValueError, match="batch_size=30 does not divide over 8 devices"):
+    train.train_and_evaluate(tiny(blobs, batch_size=30), str(tmp_path))
+  assert not os.path.exists(tmp_path / "checkpoints")
+
+
+# -- preemption: real processes, real signals -----------------------------------------------
+
+def launch(workdir, blobs, **overrides):
+  """experiments/mnist.py in a child process (it inherits the 8 simulated devices)."""
+  args = [sys.executable, os.path.join(ROOT, "experiments", "mnist.py"), f"--workdir={workdir}"]
+  args += [f"--config.{k}={v}" for k, v in tiny(blobs, **overrides).items()]
+  return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+
+
+def wait_for(condition, timeout=120.0, every=0.005):
+  deadline = time.monotonic() + timeout
+  while not condition():
+    if time.monotonic() > deadline:
+      raise TimeoutError("condition not reached")
+    time.sleep(every)
+
+
+def logged_steps(workdir):
+  try:
+    return max([r["step"] for r in jsonl(workdir)], default=0)
+  except (OSError, ValueError):
+    return 0
+
+
+def complete_checkpoints(workdir):
+  names = os.listdir(os.path.join(workdir, "checkpoints"))
+  return sorted(int(n) for n in names if n.isdigit())
+
+
+def saving_now(workdir):
+  try:
+    return any("tmp" in n for n in os.listdir(os.path.join(workdir, "checkpoints")))
+  except FileNotFoundError:
+    return False
+
+
+def next_save(workdir):
+  """A condition: true once a save starts after the previous kill's leftovers are removed."""
+  cleaned = [False]
+
+  def condition():
+    if not cleaned[0]:
+      cleaned[0] = not saving_now(workdir)
+      return False
+    return saving_now(workdir)
+
+  return condition
+
+
+SUBPROCESS_RUN = dict(steps=120, checkpoint_every=20, log_every=10, sample_every=60)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(blobs, tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  train.train_and_evaluate(tiny(blobs, **SUBPROCESS_RUN), str(workdir))
+  return read_checkpoint(workdir)
+
+
+def finish_and_compare(workdir, blobs, uninterrupted, resumed_from):
+  child = launch(workdir, blobs, **SUBPROCESS_RUN)
+  out, err = child.communicate(timeout=300)
+  assert child.returncode == 0, err[-3000:]
+  assert f"resumed from step {resumed_from} " in err
+  step, arrays = read_checkpoint(workdir)
+  assert step == uninterrupted[0] == SUBPROCESS_RUN["steps"]
+  assert_bitwise_equal(arrays, uninterrupted[1])
+
+
+def test_sigterm_saves_and_exits_0_then_resumes_exactly(blobs, tmp_path, uninterrupted):
+  child = launch(tmp_path, blobs, **SUBPROCESS_RUN)
+  wait_for(lambda: logged_steps(tmp_path) >= 30 or child.poll() is not None)
+  child.send_signal(signal.SIGTERM)
+  sent = time.monotonic()
+  out, err = child.communicate(timeout=60)
+  assert child.returncode == 0, err[-3000:]
+  assert time.monotonic() - sent < 20
+  assert "SIGTERM received" in err
+  stopped = int(err.split("stopped at step ")[1].split(" ")[0])
+  assert 30 <= stopped < SUBPROCESS_RUN["steps"]
+  assert complete_checkpoints(tmp_path)[-1] == stopped  # saved at the step it stopped at
+  assert f"step {stopped} (stopped early; run again to resume)" in out
+  finish_and_compare(tmp_path, blobs, uninterrupted, stopped)
+
+
+def test_sigkill_at_any_moment_resumes_from_the_last_complete_checkpoint(
+    blobs, tmp_path, uninterrupted):
+  rng = np.random.default_rng(0)
+  conditions = {  # what to wait for before SIGKILL (plus a random delay)
+      "training": lambda: lambda: logged_steps(tmp_path) >= 25,
+      "saving": lambda: next_save(tmp_path),  # while a checkpoint is being written
+      "starting": lambda: lambda: True,  # during imports, compilation or the restore
+  }
+  moments = [("training", rng.uniform(0, 2)), ("saving", 0.0), ("starting", rng.uniform(0, 3)),
+             ("saving", 0.0)]
+  killed_while_saving = 0
+  for moment, delay in moments:
+    condition = conditions[moment]()
+    child = launch(tmp_path, blobs, **SUBPROCESS_RUN)
+    wait_for(lambda c=condition, p=child: c() or p.poll() is not None)
+    time.sleep(delay)
+    was_saving = saving_now(tmp_path)
+    child.kill()
+    _, err = child.communicate()
+    assert child.returncode == -signal.SIGKILL, err[-3000:]  # it was running, not failed
+    killed_while_saving += was_saving
+  assert killed_while_saving >= 1  # at least one kill hit a save in progress
+  last = complete_checkpoints(tmp_path)[-1]
+  assert last < SUBPROCESS_RUN["steps"]
+  # The partial save is never restored: the run resumes from the last complete one.
+  finish_and_compare(tmp_path, blobs, uninterrupted, last)
+  assert not saving_now(tmp_path)  # and the leftover temporary directory was removed
+
+
+def test_sigint_in_process_stops_at_a_saved_step(blobs, tmp_path):
+  import threading
+
+  def interrupt():
+    wait_for(lambda: logged_steps(tmp_path) >= 10)
+    os.kill(os.getpid(), signal.SIGINT)
+
+  thread = threading.Thread(target=interrupt, daemon=True)
+  thread.start()
+  result = train.train_and_evaluate(tiny(blobs, steps=10_000, checkpoint_every=1000),
+                                    str(tmp_path))
+  thread.join()
+  assert result.preempted and 10 <= result.step < 10_000
+  step, arrays = read_checkpoint(tmp_path)
+  assert step == result.step
+  assert_bitwise_equal(arrays["g"], jax.device_get(result.state_g))
+  # The handler is gone afterwards: Python's default SIGINT behaviour is back.
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
