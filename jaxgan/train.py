@@ -200,8 +200,7 @@ class _Logs:
     from tensorboardX import SummaryWriter
 
     # purge_step: TensorBoard hides events a killed run wrote after the checkpoint.
-    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"),
-                            purge_step=start_step if start_step else None)
+    self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step)
     self.file = open(self.jsonl, "a")  # noqa: SIM115 - closed in close()
 
   def metrics(self, step: int, values: dict[str, float]) -> None:
@@ -331,6 +330,30 @@ def _mean_metrics(pending: list[tuple[int, dict]], last_good: Callable[[], str])
   return {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
 
 
+def _restore_or_init(config, checkpoints, G, D, tx_g, tx_d, image_shape, mesh):
+  """The newest complete checkpoint, restored onto ``mesh``; else fresh states."""
+  replicated = NamedSharding(mesh, P())
+  abstract_g, abstract_d = abstract_states(G, D, tx_g, tx_d, latent_dim=config.latent_dim,
+                                           image_shape=image_shape)
+  key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                        {"g": abstract_g, "d": abstract_d, "rng": key_shape})
+  restored = checkpoints.restore_latest(
+      target, lambda meta: _check_resumable(meta, config, image_shape, checkpoints.directory))
+  if restored is None:
+    root_key = jax.random.key(config.seed)
+    state_g, state_d = create_states(jax.random.fold_in(root_key, 0), G, D, tx_g, tx_d,
+                                     latent_dim=config.latent_dim, image_shape=image_shape)
+    return 0, *parallel.replicate((state_g, state_d), mesh), root_key
+  step, arrays, _ = restored
+  _notice(f"jaxgan: resumed from step {step} in {checkpoints.directory}.")
+  if step >= config.steps:
+    _notice(f"jaxgan: the run is already at step {step} (config.steps={config.steps}); "
+            "nothing to train. Raise --config.steps to train further.")
+  # The key goes via the host: then it is committed to no mesh, as a fresh run's is.
+  return step, arrays["g"], arrays["d"], jax.random.wrap_key_data(np.asarray(arrays["rng"]))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -> RunResult:
   """Trains a GAN as ``config`` says, resuming from ``workdir`` when it holds a checkpoint.
 
@@ -366,29 +389,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
   pmap_devices = devices if config.num_devices else None  # None: pmap's own choice, all
   mesh = (parallel.pmap_mesh(pmap_devices) if config.parallel == "pmap"
           else parallel.data_mesh(devices))
-  replicated = NamedSharding(mesh, P())
   checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
                                      keep=config.keep_checkpoints, log=_notice)
 
-  # The newest complete checkpoint, restored straight onto the devices of this run.
-  abstract_g, abstract_d = abstract_states(G, D, tx_g, tx_d, latent_dim=config.latent_dim,
-                                           image_shape=image_shape)
-  key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                        {"g": abstract_g, "d": abstract_d, "rng": key_shape})
-  restored = checkpoints.restore_latest(
-      target, lambda meta: _check_resumable(meta, config, image_shape, checkpoints.directory))
-  if restored is None:
-    start_step, root_key = 0, jax.random.key(config.seed)
-    state_g, state_d = create_states(jax.random.fold_in(root_key, 0), G, D, tx_g, tx_d,
-                                     latent_dim=config.latent_dim, image_shape=image_shape)
-    state_g, state_d = parallel.replicate((state_g, state_d), mesh)
-  else:
-    start_step, arrays, _ = restored
-    state_g, state_d = arrays["g"], arrays["d"]
-    # Via the host: the key is then committed to no mesh, as a fresh run's is.
-    root_key = jax.random.wrap_key_data(np.asarray(arrays["rng"]))
-    _notice(f"jaxgan: resumed from step {start_step} in {checkpoints.directory}.")
+  try:
+    start_step, state_g, state_d, root_key = _restore_or_init(
+        config, checkpoints, G, D, tx_g, tx_d, image_shape, mesh)
+  except BaseException:
+    checkpoints.close()
+    raise
   step_key = parallel.replicate(jax.random.fold_in(root_key, 1), mesh)
   grid_key = jax.random.fold_in(root_key, 2)
   last_saved = [checkpoints.latest_step()]
@@ -429,6 +438,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
                       "data": source.description, "devices": len(devices),
                       "processes": jax.process_count(), "jax": jax.__version__})
     last_saved[0] = step
+
+  # Compiled here rather than at the first save, which would stall the loop; a restored
+  # state is finite by construction (only finite states are saved), so this also checks
+  # the files once more.
+  if (bad := _first_nonfinite_leaf((state_g, state_d))) is not None:
+    raise NonFiniteError(f"The state at step {start_step} has NaN/Inf in {bad}.")
 
   step, metrics, preempted = start_step, {}, False
   pending: list[tuple[int, dict]] = []
