@@ -1,10 +1,13 @@
-r"""Trains a GAN on MNIST-like data; running it again on the same workdir resumes.
+r"""Trains a GAN on MNIST (offline: Fashion-MNIST), evaluates it, exports samples.
 
-  python experiments/mnist.py --workdir=workdirs/mnist
-  python experiments/mnist.py --config.model=mlp --config.loss=hinge --config.steps=2000
+  python experiments/mnist.py                          # train (or resume) in workdirs/mnist
+  python experiments/mnist.py --config.loss=hinge --config.steps=5000 --workdir=DIR
+  python experiments/mnist.py --workdir=DIR --sample_out=samples.npy --num_samples=1000
 
 Every field of experiments/configs/mnist.py can be overridden with --config.field=value.
-SIGTERM or Ctrl-C saves a checkpoint and exits 0; the next run resumes from it.
+Running again on the same workdir resumes. SIGTERM or Ctrl-C saves a checkpoint and exits 0.
+With --sample_out it trains nothing: it writes uint8 [N, 28, 28, 1] images from the newest
+checkpoint (the EMA generator) and exits.
 """
 
 import os
@@ -19,12 +22,24 @@ _CONFIG = config_flags.DEFINE_config_file(
     "Training config; override fields with --config.field=value.")
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/mnist",
                                "Checkpoints, metrics, TensorBoard events and samples go here.")
+_SAMPLE_OUT = flags.DEFINE_string("sample_out", None,
+                                  "Write samples of the newest checkpoint to this .npy file and "
+                                  "exit without training.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1000, "How many samples --sample_out writes.")
+_SAMPLE_SEED = flags.DEFINE_integer("sample_seed", 0, "Seed of the exported samples' latents.")
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO level
+  if _SAMPLE_OUT.value:
+    images, meta = train.export_samples(_WORKDIR.value, _SAMPLE_OUT.value, _NUM_SAMPLES.value,
+                                        _SAMPLE_SEED.value)
+    print(f"wrote {images.shape[0]} samples {list(images.shape)} uint8 from step "
+          f"{meta['step']} of {os.path.abspath(_WORKDIR.value)} to {_SAMPLE_OUT.value}")
+    return
   result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   state = "stopped early; run again to resume" if result.preempted else "done"
   print(f"step {result.step} ({state}); outputs in {os.path.abspath(_WORKDIR.value)}")

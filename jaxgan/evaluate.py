@@ -1,11 +1,27 @@
-"""Measures and pictures of a generator: sample grids."""
+"""Measures and pictures of a generator.
+
+* Sample grids (``image_grid``, ``save_image``).
+* A small classifier per dataset, trained in JAX once and cached on disk
+  (``load_classifier``); its 128-d feature layer is the space of the Frechet distance
+  (``frechet_distance``, FID's formula in a feature space fitted to the dataset instead of
+  Inception's), and its predictions give class coverage (classes receiving at least 2% of
+  the samples) and the KL divergence of the predicted-class histogram to uniform, the
+  usual measures of mode collapse on MNIST-like data.
+"""
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 import os
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import serialization
 
 
 def to_uint8(images) -> np.ndarray:
@@ -50,3 +66,187 @@ def save_image(picture: np.ndarray, path: str) -> None:
   tmp = path + ".tmp"
   Image.fromarray(picture).save(tmp, format="PNG")
   os.replace(tmp, path)
+# -- a small classifier: the feature space of the Frechet distance and class predictions -----
+
+CLASSIFIER_VERSION = 1  # part of the cache key: bump when the module or its training changes
+
+
+class Classifier(nn.Module):
+  """A small CNN: two stride-2 convolutions, a 128-unit feature layer, logits.
+
+  ``__call__`` returns ``(logits, features)``; ``features`` (the ReLU of the 128-unit
+  layer) is the space the Frechet distance is measured in.
+  """
+
+  num_classes: int = 10
+  features: int = 128
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    x = nn.relu(nn.Conv(32, (3, 3), strides=2)(x))
+    x = nn.relu(nn.Conv(64, (3, 3), strides=2)(x))
+    features = nn.relu(nn.Dense(self.features)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(self.num_classes)(features), features
+
+
+def train_classifier(source, *, steps: int = 1500, batch_size: int = 128, seed: int = 0,
+                     learning_rate: float = 1e-3) -> dict:
+  """Trains ``Classifier`` on a labelled ``jaxgan.data.ArraySource``; returns its params."""
+  from jaxgan import data as data_lib
+
+  if source.labels is None:
+    raise ValueError(f"{source.description} has no labels; the evaluation classifier needs "
+                     "them.")
+  num_classes = int(source.labels.max()) + 1
+  model = Classifier(num_classes=num_classes)
+  tx = optax.adam(learning_rate)
+  params = model.init(jax.random.key(seed), jnp.zeros((1, *source.image_shape)))["params"]
+  opt_state = tx.init(params)
+
+  @jax.jit
+  def step(params, opt_state, images, labels):
+    def loss_fn(params):
+      logits, _ = model.apply({"params": params}, images)
+      return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+    grads = jax.grad(loss_fn)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  for _, (_, batch) in zip(range(steps), data_lib.batches(source, batch_size, seed),
+                           strict=False):
+    params, opt_state = step(params, opt_state, batch["image"], batch["label"])
+  return jax.device_get(params)
+
+
+def _slug(text: str) -> str:
+  return "".join(c if c.isalnum() else "_" for c in text).strip("_")[:60]
+
+
+def load_classifier(source, cache_dir: str | None = None, log=print, steps: int = 1500
+                    ) -> tuple[Classifier, dict]:
+  """The classifier for ``source``'s dataset, trained once (``steps`` Adam steps of 128
+  examples) and cached on disk.
+
+  The cache file is keyed by the dataset (description, size, label count), ``steps`` and
+  ``CLASSIFIER_VERSION``; default directory ``$JAXGAN_CACHE_DIR`` or
+  ``~/.cache/jaxgan``. An unreadable cache file is replaced.
+  """
+  cache_dir = cache_dir or os.environ.get("JAXGAN_CACHE_DIR") or os.path.join(
+      os.path.expanduser("~"), ".cache", "jaxgan")
+  num_classes = int(source.labels.max()) + 1 if source.labels is not None else 0
+  key = f"{source.description}|{len(source)}|{num_classes}|{steps}|v{CLASSIFIER_VERSION}"
+  digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+  path = os.path.join(cache_dir, "classifiers", f"{_slug(source.description)}-{digest}.msgpack")
+  model = Classifier(num_classes=max(num_classes, 1))
+  target = jax.device_get(model.init(jax.random.key(0), jnp.zeros((1, *source.image_shape)))[
+      "params"])
+  if os.path.exists(path):
+    try:
+      with open(path, "rb") as f:
+        return model, serialization.from_bytes(target, f.read())
+    except Exception as e:  # noqa: BLE001 - a damaged cache file is rebuilt
+      log(f"jaxgan: the cached classifier {path} cannot be read ({type(e).__name__}); "
+          "training it again.")
+  log(f"jaxgan: training the evaluation classifier on {source.description} (once; cached in "
+      f"{path}).")
+  params = train_classifier(source, steps=steps)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  with open(path + ".tmp", "wb") as f:
+    f.write(serialization.to_bytes(params))
+  os.replace(path + ".tmp", path)
+  return model, params
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _classify(model, params, images):
+  logits, features = model.apply({"params": params}, images)
+  return jnp.argmax(logits, -1), features
+
+
+def classify(model: Classifier, params: dict, images, batch_size: int = 1000
+             ) -> tuple[np.ndarray, np.ndarray]:
+  """``(predicted classes [N], float64 features [N, 128])`` of images in [-1, 1]."""
+  images = np.asarray(images, np.float32)
+  preds, feats = [], []
+  for i in range(0, len(images), batch_size):
+    chunk = images[i:i + batch_size]
+    n = len(chunk)
+    if n < batch_size and len(images) > batch_size:  # pad: one compiled shape
+      chunk = np.concatenate([chunk, np.zeros((batch_size - n, *chunk.shape[1:]), np.float32)])
+    p, f = jax.device_get(_classify(model, params, chunk))
+    preds.append(p[:n])
+    feats.append(f[:n])
+  return np.concatenate(preds), np.concatenate(feats).astype(np.float64)
+
+
+# -- the measures ----------------------------------------------------------------------------
+
+def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
+  """Mean and covariance (float64) of ``features [N, D]``."""
+  features = np.asarray(features, np.float64)
+  return features.mean(0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(stats_a, stats_b) -> float:
+  """Frechet distance between Gaussians ``(mu, sigma)``, as in FID (Heusel et al., 2017).
+
+  ``|mu_a - mu_b|^2 + tr(S_a + S_b - 2 (S_a S_b)^(1/2))``; the trace of the square root
+  is computed as the sum of square roots of the eigenvalues of
+  ``S_a^(1/2) S_b S_a^(1/2)`` (symmetric, so ``eigh`` applies and no complex parts arise).
+  """
+  (mu_a, s_a), (mu_b, s_b) = stats_a, stats_b
+  w, v = np.linalg.eigh(s_a)
+  root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+  inner = np.linalg.eigvalsh(root_a @ s_b @ root_a)
+  trace_sqrt = np.sqrt(np.clip(inner, 0, None)).sum()
+  return float(np.sum((mu_a - mu_b) ** 2) + np.trace(s_a) + np.trace(s_b) - 2 * trace_sqrt)
+
+
+def class_coverage(predictions, num_classes: int, min_share: float = 0.02) -> int:
+  """Classes predicted for at least ``min_share`` of the samples."""
+  counts = np.bincount(np.asarray(predictions), minlength=num_classes)
+  return int(np.sum(counts >= min_share * len(predictions)))
+
+
+def kl_to_uniform(predictions, num_classes: int) -> float:
+  """KL(p || uniform) of the predicted-class histogram ``p``, in nats (0: balanced)."""
+  p = np.bincount(np.asarray(predictions), minlength=num_classes) / len(predictions)
+  nonzero = p > 0
+  return float(np.sum(p[nonzero] * np.log(p[nonzero] * num_classes)))
+
+
+class Evaluator:
+  """Frechet distance, class coverage and KL of generated images against a dataset.
+
+  Fits the test split's feature statistics once. ``floor`` is the distance between
+  ``num_samples`` real training images and the test split: what a perfect generator
+  would score with this many samples (FD is biased upwards for small sample sizes).
+
+  Args:
+    train: the training split (the classifier is trained on it, or read from the cache).
+    test: the test split.
+    num_samples: how many generated images each evaluation uses (and the floor's size).
+    cache_dir: classifier cache (default ``$JAXGAN_CACHE_DIR`` or ``~/.cache/jaxgan``).
+    log: where the one-time training notice goes.
+  """
+
+  def __init__(self, train, test, *, num_samples: int = 10_000, cache_dir: str | None = None,
+               log=print):
+    from jaxgan import data as data_lib
+
+    self.model, self.params = load_classifier(train, cache_dir, log)
+    self.num_classes = self.model.num_classes
+    self.num_samples = num_samples
+    _, test_features = classify(self.model, self.params,
+                                data_lib.to_model_range(test.images))
+    self.test_stats = gaussian_stats(test_features)
+    index = np.random.default_rng(0).permutation(len(train))[:min(num_samples, len(train))]
+    self.floor = self(data_lib.to_model_range(train.images[np.sort(index)]))["fd"]
+
+  def __call__(self, images) -> dict[str, float]:
+    """``{"fd", "coverage", "kl"}`` of ``images [N, H, W, C]`` in [-1, 1]."""
+    predictions, features = classify(self.model, self.params, images)
+    return {"fd": frechet_distance(gaussian_stats(features), self.test_stats),
+            "coverage": class_coverage(predictions, self.num_classes),
+            "kl": kl_to_uniform(predictions, self.num_classes)}

@@ -302,14 +302,14 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
 
 
 @functools.partial(jax.jit, static_argnames=("G", "num", "use_ema"))
-def _generate_jit(G, state_g, key, num, use_ema):
-  z = sample_latent(key, num, state_g.input_shape[0])
+def _generate_jit(G, state_g, key, num, use_ema, offset):
+  z = sample_latent(key, num, state_g.input_shape[0], offset)
   params = state_g.ema_params if use_ema and state_g.ema_params is not None else state_g.params
   return G.apply(state_g.variables(params), z, train=False)
 
 
 def generate(G: nn.Module, state_g: NetState, key: jax.Array, num: int, *,
-             use_ema: bool = True) -> jax.Array:
+             use_ema: bool = True, offset: int = 0) -> jax.Array:
   """Samples ``num`` images from the generator in inference mode.
 
   Args:
@@ -319,8 +319,10 @@ def generate(G: nn.Module, state_g: NetState, key: jax.Array, num: int, *,
       larger draw equal a draw of ``n``.
     num: number of images.
     use_ema: use the moving average of the parameters (the usual choice for evaluation).
+    offset: index of the first image in the key's sequence, to draw a large set in chunks
+      (``offset=0, num=1000`` then ``offset=1000, num=1000`` equals one draw of 2000).
 
   Returns:
     ``[num, *image_shape]``.
   """
-  return _generate_jit(G, state_g, _as_key(key), int(num), bool(use_ema))
+  return _generate_jit(G, state_g, _as_key(key), int(num), bool(use_ema), jnp.int32(offset))

@@ -48,6 +48,7 @@ from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import generate, make_train_step
 
 MODELS = ("mlp", "dcgan")
+CPU_STEPS = 1500
 PARALLEL = ("pmap", "shard_map")
 # Settings a checkpoint's run cannot change: they change the state's shapes, the data or
 # the random streams. Resuming under other values is refused with an error.
@@ -78,7 +79,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.b1 = 0.5
   c.b2 = 0.999
   c.batch_size = 256  # global, over all devices
-  c.steps = 10_000  # generator updates in all (resuming continues up to this)
+  c.steps = -1  # generator updates in all (resuming continues up to this); -1: auto, below
+  c.full_steps = 20_000  # auto on an accelerator: the full-length run
+  c.cpu_steps = CPU_STEPS  # auto on a CPU-only machine: a run of minutes
   c.seed = 0
   c.parallel = "pmap"  # pmap | shard_map
   c.num_devices = 0  # 0: every device; n: the first n (one process only)
@@ -87,6 +90,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.sample_every = 1000
   c.grid_size = 8  # sample grids of grid_size x grid_size images
+  c.eval_every = 2000  # FD / coverage / KL every so many steps and at the end (0: off)
+  c.eval_samples = -1  # generated images per evaluation; -1: 10,000 (2,000 on a CPU)
   c.progress = True  # progress bar
   return c
 
@@ -112,7 +117,11 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
   checks = [
       (out.model in MODELS, f"model must be one of {MODELS}, got {out.model!r}"),
       (out.parallel in PARALLEL, f"parallel must be one of {PARALLEL}, got {out.parallel!r}"),
-      (out.steps >= 0, f"steps must be >= 0, got {out.steps}"),
+      (out.steps >= -1, f"steps must be >= 0, or -1 for auto; got {out.steps}"),
+      (out.full_steps >= 0 and out.cpu_steps >= 0, "full_steps and cpu_steps must be >= 0"),
+      (out.eval_every >= 0, f"eval_every must be >= 0 (0: off), got {out.eval_every}"),
+      (out.eval_samples == -1 or out.eval_samples >= 2,
+       f"eval_samples must be >= 2, or -1 for auto; got {out.eval_samples}"),
       (out.batch_size >= 1, f"batch_size must be >= 1, got {out.batch_size}"),
       (out.latent_dim >= 1, f"latent_dim must be >= 1, got {out.latent_dim}"),
       (out.width > 0, f"width must be > 0, got {out.width}"),
@@ -166,6 +175,7 @@ class RunResult:
     D: the discriminator module.
     step: the step reached.
     metrics: means over the last logged interval.
+    evaluation: the last evaluation (``fd``, ``coverage``, ``kl``, ``fd_floor``), if any.
     preempted: the run stopped on a signal before ``config.steps``.
   """
 
@@ -175,6 +185,7 @@ class RunResult:
   D: Any
   step: int
   metrics: dict[str, float]
+  evaluation: dict[str, float]
   preempted: bool
 
 
@@ -203,14 +214,15 @@ class _Logs:
     self.tb = SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start_step)
     self.file = open(self.jsonl, "a")  # noqa: SIM115 - closed in close()
 
-  def metrics(self, step: int, values: dict[str, float]) -> None:
+  def metrics(self, step: int, values: dict[str, float], prefix: str = "train") -> None:
     if not self.enabled:
       return
-    self.file.write(json.dumps({"step": step, **values}) + "\n")
+    record = {"step": step, **values} if prefix == "train" else {"step": step, prefix: values}
+    self.file.write(json.dumps(record) + "\n")
     self.file.flush()
     for name, value in values.items():
       if name != "time":
-        self.tb.add_scalar(f"train/{name}", value, step)
+        self.tb.add_scalar(f"{prefix}/{name}", value, step)
 
   def grid(self, step: int, images: np.ndarray, columns: int) -> str | None:
     if not self.enabled:
@@ -271,6 +283,74 @@ class _StopRequest:
       signal.signal(sig, handler)
 
 
+# -- data, evaluation, the run's length -------------------------------------------------------
+
+def resolve_auto(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Fills ``steps=-1`` and ``eval_samples=-1`` for this machine, saying which it chose.
+
+  On a CPU-only machine the run is ``cpu_steps`` long, a run of minutes that still leaves
+  recognisable samples; on a GPU or TPU it is the full-length ``full_steps``.
+  """
+  config = ml_collections.ConfigDict(config.to_dict())
+  on_cpu = jax.default_backend() == "cpu"
+  if config.eval_samples == -1:
+    config.eval_samples = 2000 if on_cpu else 10_000
+  if config.steps == -1:
+    config.steps = config.cpu_steps if on_cpu else config.full_steps
+    if on_cpu:
+      _notice(f"jaxgan: no accelerator found, so this is the short CPU run: {config.steps:,} "
+              f"steps (on a GPU or TPU the default is the full run, {config.full_steps:,} "
+              "steps). Set --config.steps to choose.")
+    else:
+      _notice(f"jaxgan: {jax.device_count()} x {jax.devices()[0].device_kind}: the full run, "
+              f"{config.steps:,} steps. Set --config.steps to choose.")
+  return config
+
+
+def load_train_data(config) -> tuple[str, data_lib.ArraySource]:
+  """``(dataset name, train split)``. ``mnist`` that cannot be had (no internet, not
+  prepared) is replaced by the offline Fashion-MNIST, with a one-line notice."""
+  try:
+    return config.dataset, data_lib.load(config.dataset, "train", data_dir=config.data_dir,
+                                         log=_notice)
+  except data_lib.DataError as e:
+    if config.dataset != "mnist" or not os.path.exists(
+        os.path.join(data_lib.DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz")):
+      raise
+    reason = str(e).splitlines()[1].strip(" -") if "\n" in str(e) else str(e)
+    _notice(f"jaxgan: MNIST is not available here ({reason}); training on the offline "
+            f"Fashion-MNIST in {data_lib.DEBIAN_FASHION_MNIST} instead (same shape, 10 classes). "
+            "Set --config.dataset to choose.")
+    return "fashion_mnist", data_lib.load_idx(data_lib.DEBIAN_FASHION_MNIST, "train")
+
+
+def _make_evaluator(config, dataset: str, train_source):
+  if train_source.labels is None:
+    _notice(f"jaxgan: {train_source.description} has no labels, so there is no evaluation "
+            "classifier; eval_every is ignored.")
+    return None
+  if dataset == "fashion_mnist" and "Debian" in train_source.description:
+    test = data_lib.load_idx(data_lib.DEBIAN_FASHION_MNIST, "test")
+  else:
+    test = data_lib.load(dataset, "test", data_dir=config.data_dir, log=_notice)
+  return evaluate.Evaluator(train_source, test, num_samples=config.eval_samples, log=_notice)
+
+
+def _sample(G, state_g, key, num: int, chunk: int = 1000) -> np.ndarray:
+  """``num`` images from the EMA generator, drawn in chunks (equal to one draw of ``num``)."""
+  return np.concatenate([np.asarray(generate(G, state_g, key, min(chunk, num - i), offset=i))
+                         for i in range(0, num, chunk)])
+
+
+def summary(step: int, evaluation: dict, evaluator, data: str) -> str:
+  """The lines printed when a run ends."""
+  return (f"jaxgan: evaluation at step {step} on {data}, {evaluator.num_samples:,} samples:\n"
+          f"  Frechet distance {evaluation['fd']:.2f} (real train vs test images: "
+          f"{evaluation['fd_floor']:.2f}, the floor)\n"
+          f"  class coverage {evaluation['coverage']}/{evaluator.num_classes} (classes with "
+          f">= 2% of samples), KL to uniform {evaluation['kl']:.3f} nats")
+
+
 # -- the loop -------------------------------------------------------------------------------
 
 def _devices(config) -> list:
@@ -285,14 +365,14 @@ def _devices(config) -> list:
   return jax.devices()[:config.num_devices]
 
 
-def _check_resumable(meta: dict, config, image_shape, directory: str) -> None:
-  saved = meta.get("config", {})
-  differ = [k for k in MUST_MATCH if saved.get(k) != config[k]]
-  if tuple(meta.get("image_shape", image_shape)) != tuple(image_shape):
-    differ.append("image_shape")
+def _check_resumable(meta: dict, config, facts: dict, directory: str) -> None:
+  """Raises when the checkpoint's run differs in a ``MUST_MATCH`` field or in ``facts``
+  (the image shape and the data actually loaded, which ``dataset="mnist"`` may replace
+  offline); lists the ``MAY_CHANGE`` fields that differ."""
+  saved = {**meta.get("config", {}), **{k: meta.get(k) for k in facts}}
+  current = {**config.to_dict(), **facts}
+  differ = [k for k in (*MUST_MATCH, *facts) if saved.get(k) != current[k]]
   if differ:
-    current = {**config.to_dict(), "image_shape": list(image_shape)}
-    saved = {**saved, "image_shape": meta.get("image_shape")}
     lines = [f"{k}: checkpoint {saved.get(k)!r}, config {current[k]!r}" for k in differ]
     raise ckpt_lib.CheckpointMismatchError(
         f"{directory} holds a checkpoint (step {meta.get('step')}) of a run this config cannot "
@@ -330,16 +410,22 @@ def _mean_metrics(pending: list[tuple[int, dict]], last_good: Callable[[], str])
   return {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
 
 
-def _restore_or_init(config, checkpoints, G, D, tx_g, tx_d, image_shape, mesh):
-  """The newest complete checkpoint, restored onto ``mesh``; else fresh states."""
+def _checkpoint_target(config, G, D, tx_g, tx_d, image_shape, mesh):
+  """The checkpoint's tree as shapes, replicated over ``mesh``: what restores read into."""
   replicated = NamedSharding(mesh, P())
   abstract_g, abstract_d = abstract_states(G, D, tx_g, tx_d, latent_dim=config.latent_dim,
                                            image_shape=image_shape)
   key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                        {"g": abstract_g, "d": abstract_d, "rng": key_shape})
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                      {"g": abstract_g, "d": abstract_d, "rng": key_shape})
+
+
+def _restore_or_init(config, checkpoints, G, D, tx_g, tx_d, facts, mesh):
+  """The newest complete checkpoint, restored onto ``mesh``; else fresh states."""
+  image_shape = tuple(facts["image_shape"])
   restored = checkpoints.restore_latest(
-      target, lambda meta: _check_resumable(meta, config, image_shape, checkpoints.directory))
+      _checkpoint_target(config, G, D, tx_g, tx_d, image_shape, mesh),
+      lambda meta: _check_resumable(meta, config, facts, checkpoints.directory))
   if restored is None:
     root_key = jax.random.key(config.seed)
     state_g, state_d = create_states(jax.random.fold_in(root_key, 0), G, D, tx_g, tx_d,
@@ -374,7 +460,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
     NonFiniteError: a metric or the state became NaN/Inf.
     jaxgan.data.DataError: the dataset cannot be loaded.
   """
-  config = complete_config(config)
+  config = resolve_auto(complete_config(config))
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   devices = _devices(config)
@@ -382,8 +468,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
     raise ValueError(f"batch_size={config.batch_size} does not divide over {len(devices)} "
                      "devices; make it a multiple of the device count.")
 
-  source = data_lib.load(config.dataset, "train", data_dir=config.data_dir, log=_notice)
+  dataset, source = load_train_data(config)
   image_shape = source.image_shape
+  facts = {"image_shape": list(image_shape), "data": source.description}
   G, D = make_models(config, image_shape)
   tx_g, tx_d = make_optimizers(config)
   pmap_devices = devices if config.num_devices else None  # None: pmap's own choice, all
@@ -394,12 +481,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
 
   try:
     start_step, state_g, state_d, root_key = _restore_or_init(
-        config, checkpoints, G, D, tx_g, tx_d, image_shape, mesh)
+        config, checkpoints, G, D, tx_g, tx_d, facts, mesh)
   except BaseException:
     checkpoints.close()
     raise
   step_key = parallel.replicate(jax.random.fold_in(root_key, 1), mesh)
   grid_key = jax.random.fold_in(root_key, 2)
+  eval_key = jax.random.fold_in(root_key, 3)  # the same images' latents at every evaluation
+  evaluator = _make_evaluator(config, dataset, source) if config.eval_every else None
   last_saved = [checkpoints.latest_step()]
 
   def last_good() -> str:
@@ -434,8 +523,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
       raise NonFiniteError(f"Training diverged: the state has NaN/Inf in {bad} at step {step}; "
                            f"it was not saved. {last_good()}")
     checkpoints.save(step, {"g": state_g, "d": state_d, "rng": jax.random.key_data(root_key)},
-                     {"config": config.to_dict(), "step": step, "image_shape": list(image_shape),
-                      "data": source.description, "devices": len(devices),
+                     {"config": config.to_dict(), "step": step, **facts, "devices": len(devices),
                       "processes": jax.process_count(), "jax": jax.__version__})
     last_saved[0] = step
 
@@ -445,7 +533,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
   if (bad := _first_nonfinite_leaf((state_g, state_d))) is not None:
     raise NonFiniteError(f"The state at step {start_step} has NaN/Inf in {bad}.")
 
-  step, metrics, preempted = start_step, {}, False
+  step, metrics, evaluation, preempted = start_step, {}, {}, False
   pending: list[tuple[int, dict]] = []
   interval_start, interval_step = time.perf_counter(), start_step
   batches = data_lib.Prefetch(
@@ -474,6 +562,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
         if step % config.sample_every == 0 or final:
           images = np.asarray(generate(G, state_g, grid_key, config.grid_size ** 2))
           logs.grid(step, images, config.grid_size)
+        if evaluator is not None and not stopping and (step % config.eval_every == 0
+                                                       or step == config.steps):
+          evaluation = {**evaluator(_sample(G, state_g, eval_key, evaluator.num_samples)),
+                        "fd_floor": evaluator.floor}
+          logs.metrics(step, evaluation, prefix="eval")
         if step % config.checkpoint_every == 0 or final:
           save(step)
         if stopping:
@@ -483,10 +576,68 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
     if preempted:
       _notice(f"jaxgan: stopped at step {step} ({stop.signal or 'preemption'}); the checkpoint "
               f"is saved in {checkpoints.directory}. Run the same command again to resume.")
+    elif evaluation and jax.process_index() == 0:
+      print(summary(step, evaluation, evaluator, source.description), flush=True)
   finally:
     batches.close()
     if bar is not None:
       bar.close()
     logs.close()
     checkpoints.close()
-  return RunResult(state_g, state_d, G, D, step, metrics, preempted)
+  return RunResult(state_g, state_d, G, D, step, metrics, evaluation, preempted)
+
+
+# -- using a finished (or running) run ----------------------------------------------------------
+
+def load_generator(workdir: str) -> tuple[Any, NetState, dict]:
+  """The generator of the newest checkpoint in ``workdir``, on one device.
+
+  Returns:
+    ``(G, state_g, meta)``: the module, its state (with the EMA parameters, which
+    ``jaxgan.generate`` uses by default) and the checkpoint's JSON (``step``, ``config``).
+
+  Raises:
+    jaxgan.checkpoint.CheckpointError: no checkpoint in ``workdir``.
+  """
+  directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+  if not os.path.isdir(directory):
+    raise ckpt_lib.CheckpointError(
+        f"No checkpoint in {workdir}: train first (python experiments/mnist.py "
+        f"--workdir={workdir}), or pass the workdir of a run.")
+  checkpoints = ckpt_lib.Checkpoints(directory, log=_notice)
+  try:
+    step = checkpoints.latest_step()
+    if step is None:
+      raise ckpt_lib.CheckpointError(f"No complete checkpoint in {directory} yet.")
+    config = complete_config(checkpoints.read_meta(step)["config"])
+    image_shape = tuple(checkpoints.read_meta(step)["image_shape"])
+    G, D = make_models(config, image_shape)
+    target = _checkpoint_target(config, G, D, *make_optimizers(config), image_shape,
+                                parallel.data_mesh(jax.devices()[:1]))
+    restored = checkpoints.restore_latest(target)
+  finally:
+    checkpoints.close()
+  if restored is None:
+    raise ckpt_lib.CheckpointError(f"No readable checkpoint in {directory}.")
+  step, arrays, meta = restored
+  return G, arrays["g"], meta
+
+
+def export_samples(workdir: str, path: str, num: int, seed: int = 0) -> tuple[np.ndarray, dict]:
+  """Writes ``num`` uint8 samples ``[num, H, W, C]`` of the newest checkpoint to ``path`` (.npy).
+
+  The EMA generator is used when the run kept one. The same workdir, ``num`` and ``seed``
+  give the same file; the first ``n`` images of a larger export equal an export of ``n``.
+
+  Returns:
+    ``(images, meta)``.
+  """
+  if num < 1:
+    raise ValueError(f"num_samples must be >= 1, got {num}.")
+  G, state_g, meta = load_generator(workdir)
+  images = evaluate.to_uint8(_sample(G, state_g, jax.random.key(seed), num))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path + ".tmp", "wb") as f:
+    np.save(f, images)
+  os.replace(path + ".tmp", path)
+  return images, meta

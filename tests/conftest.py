@@ -16,3 +16,8 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
                                    "jax_compilation_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+# The evaluation classifier is trained once and cached; keep the tests' copy in the repo's
+# .pytest_cache rather than in the user's ~/.cache.
+os.environ.setdefault("JAXGAN_CACHE_DIR",
+                      os.path.join(os.path.dirname(os.path.dirname(__file__)), ".pytest_cache",
+                                   "jaxgan"))

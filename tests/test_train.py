@@ -29,7 +29,8 @@ def tiny(blobs, **overrides):
   """A small MLP run that takes about a second per 20 steps on 8 simulated CPU devices."""
   config = dict(dataset=f"idx:{blobs}", model="mlp", latent_dim=16, batch_size=32, steps=20,
                 spectral_norm=True, r1_weight=0.1, log_every=5, checkpoint_every=10,
-                sample_every=10, grid_size=4, progress=False, lr_g=1e-3, lr_d=1e-3)
+                sample_every=10, grid_size=4, progress=False, lr_g=1e-3, lr_d=1e-3,
+                eval_every=0)
   config.update(overrides)
   return config
 

@@ -1,0 +1,122 @@
+"""Evaluation: Frechet distance, class coverage, KL to uniform, the cached classifier, grids."""
+
+import os
+
+import jax
+import numpy as np
+import pytest
+import scipy.linalg
+from test_data import needs_fashion
+
+from jaxgan import data, evaluate
+
+
+def random_spd(rng, d):
+  a = rng.normal(size=(d, d))
+  return a @ a.T / d + 0.1 * np.eye(d)
+
+
+def test_frechet_distance_closed_forms():
+  # 1-D: (m1 - m2)^2 + (s1 - s2)^2 with s the standard deviations.
+  fd = evaluate.frechet_distance((np.array([1.0]), np.array([[4.0]])),
+                                 (np.array([3.0]), np.array([[9.0]])))
+  assert fd == pytest.approx((1 - 3) ** 2 + (2 - 3) ** 2)
+  # Diagonal covariances: sum over dimensions of the same.
+  var_a, var_b = np.array([1.0, 4.0, 0.25]), np.array([9.0, 1.0, 0.25])
+  fd = evaluate.frechet_distance((np.zeros(3), np.diag(var_a)), (np.ones(3), np.diag(var_b)))
+  assert fd == pytest.approx(3 + np.sum((np.sqrt(var_a) - np.sqrt(var_b)) ** 2))
+
+
+def test_frechet_distance_matches_the_scipy_sqrtm_formula():
+  rng = np.random.default_rng(0)
+  for d in (2, 16, 64):
+    s_a, s_b = random_spd(rng, d), random_spd(rng, d)
+    mu_a, mu_b = rng.normal(size=d), rng.normal(size=d)
+    covmean = scipy.linalg.sqrtm(s_a @ s_b).real  # the pytorch-fid formula
+    reference = np.sum((mu_a - mu_b) ** 2) + np.trace(s_a + s_b - 2 * covmean)
+    assert evaluate.frechet_distance((mu_a, s_a), (mu_b, s_b)) == pytest.approx(reference,
+                                                                                rel=1e-8)
+    assert evaluate.frechet_distance((mu_a, s_a), (mu_a, s_a)) == pytest.approx(0, abs=1e-8)
+
+
+def test_coverage_and_kl_by_hand():
+  uniform = np.repeat(np.arange(10), 50)
+  assert evaluate.class_coverage(uniform, 10) == 10
+  assert evaluate.kl_to_uniform(uniform, 10) == pytest.approx(0.0, abs=1e-12)
+  collapsed = np.full(500, 3)
+  assert evaluate.class_coverage(collapsed, 10) == 1
+  assert evaluate.kl_to_uniform(collapsed, 10) == pytest.approx(np.log(10))
+  # The 2% threshold: 2 of 100 samples count, 1 of 100 does not.
+  assert evaluate.class_coverage(np.array([0] * 98 + [1] * 2), 10) == 2
+  assert evaluate.class_coverage(np.array([0] * 99 + [1]), 10) == 1
+  # Half and half over two classes: KL = 0.5 log(5) * 2 = log 5.
+  assert evaluate.kl_to_uniform(np.array([0, 1] * 50), 10) == pytest.approx(np.log(5))
+
+
+def test_image_grid_layout():
+  images = np.stack([np.full((2, 3, 1), v, np.float32) for v in (-1.0, 0.0, 1.0)])
+  grid = evaluate.image_grid(images, columns=2, padding=1)
+  assert grid.shape == (2 * 3 + 1, 2 * 4 + 1, 1) and grid.dtype == np.uint8
+  assert (grid[1:3, 1:4] == 0).all() and (grid[1:3, 5:8] == 128).all()
+  assert (grid[4:6, 1:4] == 255).all() and (grid[4:6, 5:8] == 0).all()  # empty cell: black
+  with pytest.raises(ValueError, match=r"images \[N, H, W, C\]"):
+    evaluate.image_grid(np.zeros((2, 4, 4)))
+
+
+@pytest.fixture(scope="module")
+def fashion_classifier():
+  train = data.load_idx(data.DEBIAN_FASHION_MNIST, "train")
+  test = data.load_idx(data.DEBIAN_FASHION_MNIST, "test")
+  model, params = evaluate.load_classifier(train)
+  return model, params, train, test
+
+
+@needs_fashion
+def test_classifier_features_separate_real_from_noise(fashion_classifier):
+  model, params, train, test = fashion_classifier
+  test_images = data.to_model_range(test.images)
+  preds, feats = evaluate.classify(model, params, test_images)
+  assert np.mean(preds == test.labels) > 0.85  # a useful classifier
+  test_stats = evaluate.gaussian_stats(feats)
+  # FD ~0 for a set against itself; real train images are far closer than noise.
+  # Rounding: dead ReLU features give near-zero eigenvalues, whose square roots carry
+  # errors of about sqrt(float64 eps) relative to the covariance's size.
+  scale = np.trace(test_stats[1])
+  assert evaluate.frechet_distance(test_stats, test_stats) == pytest.approx(0, abs=1e-6 * scale)
+  _, train_feats = evaluate.classify(model, params, data.to_model_range(train.images[:10_000]))
+  real = evaluate.frechet_distance(evaluate.gaussian_stats(train_feats), test_stats)
+  rng = np.random.default_rng(0)
+  noise = rng.uniform(-1, 1, size=(10_000, 28, 28, 1)).astype(np.float32)
+  noise_preds, noise_feats = evaluate.classify(model, params, noise)
+  fake = evaluate.frechet_distance(evaluate.gaussian_stats(noise_feats), test_stats)
+  assert fake > 10 * real
+  # Coverage: 10 classes in the test split, 1 for one image repeated.
+  assert evaluate.class_coverage(preds, 10) == 10
+  assert evaluate.kl_to_uniform(preds, 10) < 0.05
+  same_preds, _ = evaluate.classify(model, params, np.repeat(test_images[:1], 1000, axis=0))
+  assert evaluate.class_coverage(same_preds, 10) == 1
+  assert evaluate.kl_to_uniform(same_preds, 10) == pytest.approx(np.log(10))
+
+
+@needs_fashion
+def test_classifier_is_cached_and_a_damaged_cache_is_rebuilt(fashion_classifier, tmp_path):
+  _, params, train, _ = fashion_classifier
+  cache = os.environ["JAXGAN_CACHE_DIR"]
+  (path,) = [os.path.join(root, n) for root, _, names in os.walk(cache) for n in names
+             if n.endswith(".msgpack") and "fashion" in n]
+  lines = []
+  _, again = evaluate.load_classifier(train, log=lines.append)
+  assert lines == []  # read from the cache, not trained again
+  for a, b in zip(jax.tree.leaves(again), jax.tree.leaves(params), strict=True):
+    np.testing.assert_array_equal(a, b)
+  small = data.ArraySource(train.images[:256], train.labels[:256], "small fashion")
+  damaged = tmp_path / "cache"
+  evaluate.load_classifier(small, cache_dir=str(damaged), log=lines.append, steps=5)
+  (small_path,) = [os.path.join(r, n) for r, _, ns in os.walk(damaged) for n in ns]
+  with open(small_path, "wb") as f:
+    f.write(b"not msgpack")
+  lines.clear()
+  evaluate.load_classifier(small, cache_dir=str(damaged), log=lines.append, steps=5)
+  assert "cannot be read" in lines[0] and "training it again" in lines[0]
+  assert path != small_path
+
