@@ -113,8 +113,12 @@ def train_classifier(source, *, steps: int = 1500, batch_size: int = 128, seed: 
     updates, opt_state = tx.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state
 
-  for _, (_, batch) in zip(range(steps), data_lib.batches(source, batch_size, seed),
-                           strict=False):
+  from tqdm import tqdm
+
+  batches = data_lib.batches(source, batch_size, seed)
+  for _ in tqdm(range(steps), desc="classifier", unit="step", leave=False,
+                disable=jax.process_index() != 0):
+    _, batch = next(batches)
     params, opt_state = step(params, opt_state, batch["image"], batch["label"])
   return jax.device_get(params)
 

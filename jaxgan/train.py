@@ -48,7 +48,7 @@ from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import generate, make_train_step
 
 MODELS = ("mlp", "dcgan")
-CPU_STEPS = 1500
+CPU_STEPS = 1200
 PARALLEL = ("pmap", "shard_map")
 # Settings a checkpoint's run cannot change: they change the state's shapes, the data or
 # the random streams. Resuming under other values is refused with an error.
@@ -81,7 +81,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.batch_size = 256  # global, over all devices
   c.steps = -1  # generator updates in all (resuming continues up to this); -1: auto, below
   c.full_steps = 20_000  # auto on an accelerator: the full-length run
-  c.cpu_steps = CPU_STEPS  # auto on a CPU-only machine: a run of minutes
+  c.cpu_steps = CPU_STEPS  # auto on a CPU-only machine: a run of minutes ...
+  c.cpu_width = 0.5  # ... with a DCGAN of half the channels (4x fewer FLOPs)
   c.seed = 0
   c.parallel = "pmap"  # pmap | shard_map
   c.num_devices = 0  # 0: every device; n: the first n (one process only)
@@ -124,7 +125,8 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
        f"eval_samples must be >= 2, or -1 for auto; got {out.eval_samples}"),
       (out.batch_size >= 1, f"batch_size must be >= 1, got {out.batch_size}"),
       (out.latent_dim >= 1, f"latent_dim must be >= 1, got {out.latent_dim}"),
-      (out.width > 0, f"width must be > 0, got {out.width}"),
+      (out.width > 0 and out.cpu_width > 0, f"width and cpu_width must be > 0, got "
+       f"{out.width}, {out.cpu_width}"),
       (out.lr_g > 0 and out.lr_d > 0, f"learning rates must be > 0, got lr_g={out.lr_g}, "
        f"lr_d={out.lr_d}"),
       (0 <= out.b1 < 1 and 0 <= out.b2 < 1, f"b1 and b2 must be in [0, 1), got {out.b1}, "
@@ -288,8 +290,9 @@ class _StopRequest:
 def resolve_auto(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills ``steps=-1`` and ``eval_samples=-1`` for this machine, saying which it chose.
 
-  On a CPU-only machine the run is ``cpu_steps`` long, a run of minutes that still leaves
-  recognisable samples; on a GPU or TPU it is the full-length ``full_steps``.
+  On a CPU-only machine the run is ``cpu_steps`` long with DCGAN ``width=cpu_width``, a run
+  of minutes that still leaves recognisable samples; on a GPU or TPU it is the full-length
+  ``full_steps`` with the config's width.
   """
   config = ml_collections.ConfigDict(config.to_dict())
   on_cpu = jax.default_backend() == "cpu"
@@ -298,9 +301,10 @@ def resolve_auto(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   if config.steps == -1:
     config.steps = config.cpu_steps if on_cpu else config.full_steps
     if on_cpu:
+      config.width = config.cpu_width if config.model == "dcgan" else config.width
       _notice(f"jaxgan: no accelerator found, so this is the short CPU run: {config.steps:,} "
-              f"steps (on a GPU or TPU the default is the full run, {config.full_steps:,} "
-              "steps). Set --config.steps to choose.")
+              f"steps, width {config.width} (on a GPU or TPU the default is the full run, "
+              f"{config.full_steps:,} steps). Set --config.steps to choose.")
     else:
       _notice(f"jaxgan: {jax.device_count()} x {jax.devices()[0].device_kind}: the full run, "
               f"{config.steps:,} steps. Set --config.steps to choose.")
@@ -317,7 +321,8 @@ def load_train_data(config) -> tuple[str, data_lib.ArraySource]:
     if config.dataset != "mnist" or not os.path.exists(
         os.path.join(data_lib.DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz")):
       raise
-    reason = str(e).splitlines()[1].strip(" -") if "\n" in str(e) else str(e)
+    tried = [line.strip(" -") for line in str(e).splitlines() if line.startswith("  - ")]
+    reason = tried[-1] if tried else str(e).splitlines()[0]
     _notice(f"jaxgan: MNIST is not available here ({reason}); training on the offline "
             f"Fashion-MNIST in {data_lib.DEBIAN_FASHION_MNIST} instead (same shape, 10 classes). "
             "Set --config.dataset to choose.")
@@ -329,8 +334,9 @@ def _make_evaluator(config, dataset: str, train_source):
     _notice(f"jaxgan: {train_source.description} has no labels, so there is no evaluation "
             "classifier; eval_every is ignored.")
     return None
-  if dataset == "fashion_mnist" and "Debian" in train_source.description:
-    test = data_lib.load_idx(data_lib.DEBIAN_FASHION_MNIST, "test")
+  prefix = "IDX files in "  # the training split came from IDX files: the test split too
+  if train_source.description.startswith(prefix):
+    test = data_lib.load_idx(train_source.description[len(prefix):].rsplit(" (", 1)[0], "test")
   else:
     test = data_lib.load(dataset, "test", data_dir=config.data_dir, log=_notice)
   return evaluate.Evaluator(train_source, test, num_samples=config.eval_samples, log=_notice)
