@@ -482,6 +482,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
   pmap_devices = devices if config.num_devices else None  # None: pmap's own choice, all
   mesh = (parallel.pmap_mesh(pmap_devices) if config.parallel == "pmap"
           else parallel.data_mesh(devices))
+  evaluator = _make_evaluator(config, dataset, source) if config.eval_every else None
   checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
                                      keep=config.keep_checkpoints, log=_notice)
 
@@ -494,7 +495,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
   step_key = parallel.replicate(jax.random.fold_in(root_key, 1), mesh)
   grid_key = jax.random.fold_in(root_key, 2)
   eval_key = jax.random.fold_in(root_key, 3)  # the same images' latents at every evaluation
-  evaluator = _make_evaluator(config, dataset, source) if config.eval_every else None
   last_saved = [checkpoints.latest_step()]
 
   def last_good() -> str:

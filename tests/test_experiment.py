@@ -88,7 +88,8 @@ def test_the_run_length_follows_the_backend(capfd):
   err = capfd.readouterr().err
   assert jax.default_backend() == "cpu"
   assert config.steps == train.CPU_STEPS and config.eval_samples == 2000
+  assert config.model == "dcgan" and config.width == config.cpu_width == 0.5
   assert "short CPU run" in err and f"{train.default_config().full_steps:,}" in err
   explicit = train.resolve_auto(train.complete_config({"steps": 7, "eval_samples": 99}))
-  assert (explicit.steps, explicit.eval_samples) == (7, 99)
+  assert (explicit.steps, explicit.eval_samples, explicit.width) == (7, 99, 1.0)
   assert capfd.readouterr().err == ""
