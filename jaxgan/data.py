@@ -122,11 +122,14 @@ class ArraySource:
     images: the pixels.
     labels: the class labels, or None.
     description: where the data came from (printed when a run starts).
+    loader: loads another split from the same place (``split(name)`` calls it), or None.
   """
 
   images: np.ndarray
   labels: np.ndarray | None
   description: str
+  loader: Callable[[str], ArraySource] | None = dataclasses.field(default=None, repr=False,
+                                                                   compare=False)
 
   def __post_init__(self):
     if self.images.ndim != 4 or self.images.dtype != np.uint8:
@@ -144,6 +147,13 @@ class ArraySource:
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.images.shape[1:])
+
+  def split(self, name: str) -> ArraySource:
+    """Another split (e.g. ``"test"``) of the same dataset, from the same place."""
+    if self.loader is None:
+      raise DataError(f"{self.description} was not loaded from a dataset with splits; load "
+                      f"the {name!r} split yourself.")
+    return self.loader(name)
 
   def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     """The examples at ``indices``: ``{"image": uint8, "label": int32}``."""
@@ -186,7 +196,8 @@ def load_idx(directory: str, split: str = "train") -> ArraySource:
     if labels.ndim != 1:
       raise DataError(f"{label_path}: expected labels [N], got shape {labels.shape}.")
     labels = labels.astype(np.int32)
-  return ArraySource(images[..., None], labels, f"IDX files in {directory} ({split})")
+  return ArraySource(images[..., None], labels, f"IDX files in {directory} ({split})",
+                     functools.partial(load_idx, directory))
 
 
 # -- batches on the host, placed on the device ahead of use ------------------------------
@@ -357,7 +368,15 @@ def _reachable(host: str, port: int = 80) -> str | None:
   return result[0] if result else f"no answer from {host} in {_PROBE_TIMEOUT_S:.0f} s"
 
 
-def _from_tfds_source(ds, name: str, split: str) -> ArraySource:
+def _tfds_split(name: str, data_dir: str | None, split: str) -> ArraySource:
+  """A split of a TFDS dataset that is already prepared (no download, no probe)."""
+  import tensorflow_datasets as tfds
+
+  return _from_tfds_source(tfds.data_source(name, split=split, data_dir=data_dir,
+                                            download=False), name, split, data_dir)
+
+
+def _from_tfds_source(ds, name: str, split: str, data_dir: str | None) -> ArraySource:
   example = ds[0]
   if "image" not in example:
     raise DataError(f"TFDS dataset {name!r} has no 'image' feature (features: "
@@ -370,7 +389,8 @@ def _from_tfds_source(ds, name: str, split: str) -> ArraySource:
   if images.ndim == 3:
     images = images[..., None]
   labels = (np.asarray([r["label"] for r in records], np.int32) if "label" in example else None)
-  return ArraySource(images, labels, f"TFDS {name} ({split})")
+  return ArraySource(images, labels, f"TFDS {name} ({split})",
+                     functools.partial(_tfds_split, name, data_dir))
 
 
 def load(name: str, split: str = "train", *, data_dir: str | None = None, download: bool = True,
@@ -421,7 +441,7 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None, downlo
     except Exception as e:  # noqa: BLE001 - not prepared (or not as array_record)
       tried.append(f"TFDS {name} in {builder.data_dir}: not prepared ({type(e).__name__})")
     else:
-      return _from_tfds_source(ds, name, split)
+      return _from_tfds_source(ds, name, split, data_dir)
     if download:
       host = _DOWNLOAD_HOSTS.get(name)
       why = _reachable(host) if host else None
@@ -433,7 +453,7 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None, downlo
         except Exception as e:  # noqa: BLE001 - reported below with the other attempts
           tried.append(f"TFDS download: {type(e).__name__}: {str(e)[:200]}")
         else:
-          return _from_tfds_source(ds, name, split)
+          return _from_tfds_source(ds, name, split, data_dir)
   if name == "fashion_mnist" and split in ("train", "test"):
     if os.path.exists(os.path.join(DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz")):
       log(f"jaxgan: using Debian's Fashion-MNIST IDX files in {DEBIAN_FASHION_MNIST}, "

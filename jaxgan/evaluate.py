@@ -23,6 +23,8 @@ import numpy as np
 import optax
 from flax import serialization
 
+from jaxgan import data as data_lib
+
 
 def to_uint8(images) -> np.ndarray:
   """Images in [-1, 1] -> uint8 in [0, 255] (values outside the range are clipped)."""
@@ -92,8 +94,6 @@ class Classifier(nn.Module):
 def train_classifier(source, *, steps: int = 1500, batch_size: int = 128, seed: int = 0,
                      learning_rate: float = 1e-3) -> dict:
   """Trains ``Classifier`` on a labelled ``jaxgan.data.ArraySource``; returns its params."""
-  from jaxgan import data as data_lib
-
   if source.labels is None:
     raise ValueError(f"{source.description} has no labels; the evaluation classifier needs "
                      "them.")
@@ -237,8 +237,6 @@ class Evaluator:
 
   def __init__(self, train, test, *, num_samples: int = 10_000, cache_dir: str | None = None,
                log=print):
-    from jaxgan import data as data_lib
-
     self.model, self.params = load_classifier(train, cache_dir, log)
     self.num_classes = self.model.num_classes
     self.num_samples = num_samples

@@ -37,11 +37,11 @@ AXIS = "data"
 PyTree = Any
 
 
-def data_mesh(devices: list | None = None, axis_name: str = AXIS) -> Mesh:
+def data_mesh(devices: list | None = None, axis_name: str = AXIS,
+              axis_type: jax.sharding.AxisType = jax.sharding.AxisType.Explicit) -> Mesh:
   """A 1-D mesh over ``devices`` (default: every device of every process)."""
   devices = jax.devices() if devices is None else list(devices)
-  return jax.make_mesh((len(devices),), (axis_name,),
-                       axis_types=(jax.sharding.AxisType.Explicit,), devices=devices)
+  return jax.make_mesh((len(devices),), (axis_name,), axis_types=(axis_type,), devices=devices)
 
 
 def pmap_mesh(devices: Sequence | None = None, axis_name: str = AXIS) -> Mesh:
@@ -51,9 +51,8 @@ def pmap_mesh(devices: Sequence | None = None, axis_name: str = AXIS) -> Mesh:
   where ``pmap`` wants them, so the first call does not compile a second program for
   differently placed states, and batches are not copied again.
   """
-  devices = jax.local_devices() if devices is None else list(devices)
-  return jax.make_mesh((len(devices),), (axis_name,),
-                       axis_types=(jax.sharding.AxisType.Auto,), devices=devices)
+  return data_mesh(jax.local_devices() if devices is None else devices, axis_name,
+                   jax.sharding.AxisType.Auto)
 
 
 def replicate(tree: PyTree, mesh: Mesh) -> PyTree:

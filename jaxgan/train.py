@@ -109,8 +109,8 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
   if unknown:
     import difflib
 
-    hints = [f"{k} (did you mean {', '.join(difflib.get_close_matches(k, list(out), 2))}?)"
-             if difflib.get_close_matches(k, list(out), 2) else k for k in unknown]
+    close = {k: difflib.get_close_matches(k, list(out), 2) for k in unknown}
+    hints = [f"{k} (did you mean {', '.join(close[k])}?)" if close[k] else k for k in unknown]
     raise ValueError(f"Unknown config field(s): {', '.join(hints)}. Known fields: "
                      f"{', '.join(sorted(out))}.")
   with out.ignore_type():
@@ -329,17 +329,13 @@ def load_train_data(config) -> tuple[str, data_lib.ArraySource]:
     return "fashion_mnist", data_lib.load_idx(data_lib.DEBIAN_FASHION_MNIST, "train")
 
 
-def _make_evaluator(config, dataset: str, train_source):
+def _make_evaluator(config, train_source):
   if train_source.labels is None:
     _notice(f"jaxgan: {train_source.description} has no labels, so there is no evaluation "
             "classifier; eval_every is ignored.")
     return None
-  prefix = "IDX files in "  # the training split came from IDX files: the test split too
-  if train_source.description.startswith(prefix):
-    test = data_lib.load_idx(train_source.description[len(prefix):].rsplit(" (", 1)[0], "test")
-  else:
-    test = data_lib.load(dataset, "test", data_dir=config.data_dir, log=_notice)
-  return evaluate.Evaluator(train_source, test, num_samples=config.eval_samples, log=_notice)
+  return evaluate.Evaluator(train_source, train_source.split("test"),
+                            num_samples=config.eval_samples, log=_notice)
 
 
 def _sample(G, state_g, key, num: int, chunk: int = 1000) -> np.ndarray:
@@ -474,7 +470,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
     raise ValueError(f"batch_size={config.batch_size} does not divide over {len(devices)} "
                      "devices; make it a multiple of the device count.")
 
-  dataset, source = load_train_data(config)
+  _, source = load_train_data(config)
   image_shape = source.image_shape
   facts = {"image_shape": list(image_shape), "data": source.description}
   G, D = make_models(config, image_shape)
@@ -482,7 +478,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
   pmap_devices = devices if config.num_devices else None  # None: pmap's own choice, all
   mesh = (parallel.pmap_mesh(pmap_devices) if config.parallel == "pmap"
           else parallel.data_mesh(devices))
-  evaluator = _make_evaluator(config, dataset, source) if config.eval_every else None
+  evaluator = _make_evaluator(config, source) if config.eval_every else None
   checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
                                      keep=config.keep_checkpoints, log=_notice)
 
@@ -556,7 +552,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
         stopping = stop.signal is not None or (
             jax.process_count() > 1 and checkpoints.reached_preemption(step))
         final = step == config.steps or stopping
-        if step % config.log_every == 0 or step % config.checkpoint_every == 0 or final:
+        saving = step % config.checkpoint_every == 0 or final
+        if step % config.log_every == 0 or saving:  # metrics are checked before every save
           metrics = _mean_metrics(pending, last_good)
           now = time.perf_counter()
           rate = (step - interval_step) / (now - interval_start)
@@ -573,7 +570,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
           evaluation = {**evaluator(_sample(G, state_g, eval_key, evaluator.num_samples)),
                         "fd_floor": evaluator.floor}
           logs.metrics(step, evaluation, prefix="eval")
-        if step % config.checkpoint_every == 0 or final:
+        if saving:
           save(step)
         if stopping:
           preempted = step < config.steps
@@ -615,8 +612,8 @@ def load_generator(workdir: str) -> tuple[Any, NetState, dict]:
     step = checkpoints.latest_step()
     if step is None:
       raise ckpt_lib.CheckpointError(f"No complete checkpoint in {directory} yet.")
-    config = complete_config(checkpoints.read_meta(step)["config"])
-    image_shape = tuple(checkpoints.read_meta(step)["image_shape"])
+    meta = checkpoints.read_meta(step)
+    config, image_shape = complete_config(meta["config"]), tuple(meta["image_shape"])
     G, D = make_models(config, image_shape)
     target = _checkpoint_target(config, G, D, *make_optimizers(config), image_shape,
                                 parallel.data_mesh(jax.devices()[:1]))

@@ -185,8 +185,10 @@ def test_tfds_path_shapes_with_mock_data():
   with tfds.testing.mock_data(num_examples=12):
     cifar = data.load("cifar10", "test")
     mnist = data.load("mnist", "train")
+    other = mnist.split("test")  # the same prepared dataset, another split
   assert (len(cifar), cifar.image_shape, cifar.labels.dtype) == (12, (32, 32, 3), np.int32)
   assert (len(mnist), mnist.image_shape) == (12, (28, 28, 1))
+  assert other.description == "TFDS mnist (test)" and other.image_shape == (28, 28, 1)
   batch = next(data.batches(cifar, 4, seed=0))[1]
   assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.float32
   assert float(batch["image"].min()) >= -1 and float(batch["image"].max()) <= 1
@@ -195,3 +197,7 @@ def test_tfds_path_shapes_with_mock_data():
 def test_idx_prefix(tmp_path):
   source = data.load(f"idx:{small_idx_dir(tmp_path)}", "train")
   assert len(source) == 50 and "IDX files" in source.description
+  with pytest.raises(data.DataError, match="No t10k-images"):  # the directory has no test split
+    source.split("test")
+  with pytest.raises(data.DataError, match="load the 'test' split yourself"):
+    data.ArraySource(source.images, None, "arrays").split("test")

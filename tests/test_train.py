@@ -15,7 +15,7 @@ from idx_files import blobs_idx_dir
 from PIL import Image
 from tensorboardX.proto import event_pb2
 
-from jaxgan import checkpoint, train
+from jaxgan import checkpoint, parallel, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -65,13 +65,9 @@ def read_checkpoint(workdir, step=None):
   meta = ckpts.read_meta(step)
   config = train.complete_config(meta["config"])
   G, D = train.make_models(config, meta["image_shape"])
-  tx_g, tx_d = train.make_optimizers(config)
-  g, d = train.abstract_states(G, D, tx_g, tx_d, latent_dim=config.latent_dim,
-                               image_shape=meta["image_shape"])
-  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  key = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
-  target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
-                        {"g": g, "d": d, "rng": key})
+  target = train._checkpoint_target(config, G, D, *train.make_optimizers(config),
+                                    tuple(meta["image_shape"]),
+                                    parallel.data_mesh(jax.devices()[:1]))
   arrays = ckpts.restore(step, target)
   ckpts.close()
   return step, jax.device_get(arrays)
