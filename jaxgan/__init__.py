@@ -9,7 +9,7 @@ The public API::
     state_g, state_d, metrics = jax.jit(train_step)(state_g, state_d, batch, key)
 """
 
-from jaxgan import losses, models
+from jaxgan import losses, models, sweep
 from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import TrainStep, generate, make_train_step, sample_latent
 
@@ -25,4 +25,5 @@ __all__ = [
     "make_train_step",
     "models",
     "sample_latent",
+    "sweep",
 ]

@@ -160,12 +160,27 @@ def _step_axis(step_fn: Callable, axis_name: str) -> None:
         "axis_name).")
 
 
-def fuse_steps(train_step: Callable) -> Callable:
+def _unroll(unroll: bool | int | None) -> bool | int:
+  """``scan``'s unroll: full on the CPU, none elsewhere, unless given.
+
+  XLA's CPU backend runs convolutions inside a loop body several times slower than the
+  same convolutions outside one (jax-ml/jax#12868; a DCGAN step measured 5x slower in a
+  ``scan``, BUILD_NOTES.md), so on the CPU the loop is unrolled, which costs compile time
+  in proportion to ``K``. Backends are asked at trace time.
+  """
+  if unroll is not None:
+    return unroll
+  return True if jax.default_backend() == "cpu" else 1
+
+
+def fuse_steps(train_step: Callable, *, unroll: bool | int | None = None) -> Callable:
   """``K`` steps in one call: a per-device ``(state_g, state_d, batches, key)`` function.
 
   ``batches`` is a dict of stacks ``[K, B, ...]``; ``K`` is taken from its shape. Returns
   the states after ``K`` steps and the metrics stacked ``[K]``. Equal to ``K`` calls of
-  ``train_step``, one per batch.
+  ``train_step``, one per batch: bit for bit as a loop, to float rounding when unrolled
+  (XLA may then fuse across steps). ``unroll`` is ``lax.scan``'s; None: fully unrolled on
+  the CPU (where loops slow convolutions down), a loop elsewhere.
   """
 
   def fused(state_g, state_d, batches, key):
@@ -173,7 +188,8 @@ def fuse_steps(train_step: Callable) -> Callable:
       state_g, state_d, metrics = train_step(*carry, batch, key)
       return (state_g, state_d), metrics
 
-    (state_g, state_d), metrics = jax.lax.scan(body, (state_g, state_d), batches)
+    (state_g, state_d), metrics = jax.lax.scan(body, (state_g, state_d), batches,
+                                               unroll=_unroll(unroll))
     return state_g, state_d, metrics
 
   fused.config = getattr(train_step, "config", None)
@@ -181,7 +197,7 @@ def fuse_steps(train_step: Callable) -> Callable:
 
 
 def fuse_steps_on_device(train_step: Callable, num_steps: int, batch_size: int,
-                         data_key: jax.Array) -> Callable:
+                         data_key: jax.Array, *, unroll: bool | int | None = None) -> Callable:
   """``num_steps`` steps per call with the dataset on the device.
 
   Returns a per-device ``(state_g, state_d, dataset, key)`` function; ``dataset`` is
@@ -195,6 +211,7 @@ def fuse_steps_on_device(train_step: Callable, num_steps: int, batch_size: int,
     num_steps: steps per call (static).
     batch_size: the global batch size.
     data_key: the run's data key.
+    unroll: ``lax.scan``'s unroll; None: as ``fuse_steps``.
   """
   config = getattr(train_step, "config", None)
   axis_name = None if config is None else config.axis_name
@@ -215,7 +232,8 @@ def fuse_steps_on_device(train_step: Callable, num_steps: int, batch_size: int,
       state_g, state_d, metrics = train_step(state_g, state_d, batch, key)
       return (state_g, state_d), metrics
 
-    (state_g, state_d), metrics = jax.lax.scan(body, (state_g, state_d), None, length=num_steps)
+    (state_g, state_d), metrics = jax.lax.scan(body, (state_g, state_d), None, length=num_steps,
+                                               unroll=_unroll(unroll))
     return state_g, state_d, metrics
 
   fused.config = config

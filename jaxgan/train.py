@@ -50,13 +50,14 @@ from jaxgan.step import generate, make_train_step
 MODELS = ("mlp", "dcgan")
 CPU_STEPS = 1200
 PARALLEL = ("pmap", "shard_map")
+COMPUTE_DTYPES = ("float32", "bfloat16")
 # Settings a checkpoint's run cannot change: they change the state's shapes, the data or
 # the random streams. Resuming under other values is refused with an error.
 MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed")
 # Settings that may change on resume (a notice lists them): the run goes on, but it is no
 # longer the run an uninterrupted job would have made.
 MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay", "lr_g", "lr_d",
-              "b1", "b2", "batch_size")
+              "b1", "b2", "batch_size", "compute_dtype")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -74,6 +75,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.r1_weight = 0.0  # R1 gamma (0: off)
   c.clip = 0.0  # WGAN weight clipping bound (0: off)
   c.ema_decay = 0.999  # generator EMA (0: off)
+  c.compute_dtype = "float32"  # float32 | bfloat16 (mixed precision: params stay float32)
+  c.upsample = "auto"  # DCGAN generator: auto | transpose | subpixel (the same function)
   c.lr_g = 2e-4
   c.lr_d = 2e-4
   c.b1 = 0.5
@@ -118,6 +121,10 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
   checks = [
       (out.model in MODELS, f"model must be one of {MODELS}, got {out.model!r}"),
       (out.parallel in PARALLEL, f"parallel must be one of {PARALLEL}, got {out.parallel!r}"),
+      (out.compute_dtype in COMPUTE_DTYPES, f"compute_dtype must be one of {COMPUTE_DTYPES}, "
+       f"got {out.compute_dtype!r}"),
+      (out.upsample in models.UPSAMPLE_METHODS, f"upsample must be one of "
+       f"{models.UPSAMPLE_METHODS}, got {out.upsample!r}"),
       (out.steps >= -1, f"steps must be >= 0, or -1 for auto; got {out.steps}"),
       (out.full_steps >= 0 and out.cpu_steps >= 0, "full_steps and cpu_steps must be >= 0"),
       (out.eval_every >= 0, f"eval_every must be >= 0 (0: off), got {out.eval_every}"),
@@ -147,13 +154,14 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
 def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int]):
   """The ``(G, D)`` pair the config names, for images of ``image_shape``."""
   image_shape = tuple(image_shape)
+  dtype = jnp.dtype(config.compute_dtype)
   if config.model == "mlp":
-    return (models.MLPGenerator(image_shape=image_shape),
-            models.MLPDiscriminator(spectral_norm=config.spectral_norm))
+    return (models.MLPGenerator(image_shape=image_shape, dtype=dtype),
+            models.MLPDiscriminator(spectral_norm=config.spectral_norm, dtype=dtype))
   return (models.DCGANGenerator(image_shape=image_shape, width=config.width,
-                                axis_name=parallel.AXIS),
+                                axis_name=parallel.AXIS, upsample=config.upsample, dtype=dtype),
           models.DCGANDiscriminator(width=config.width, spectral_norm=config.spectral_norm,
-                                    axis_name=parallel.AXIS))
+                                    axis_name=parallel.AXIS, dtype=dtype))
 
 
 def make_optimizers(config: ml_collections.ConfigDict):

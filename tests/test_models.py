@@ -1,10 +1,13 @@
 """The model families: shapes, the TF tutorial's sizes, BN sync over an axis, spectral norm."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+import jaxgan
 from jaxgan import models
 
 
@@ -129,3 +132,77 @@ def test_example_dropout_rate_scale_and_device_independence():
   # Without a per_example stream it falls back to the dropout stream.
   y_fallback = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)})
   assert abs(float((y_fallback != 0).mean()) - 0.7) < 0.015
+
+
+@pytest.mark.parametrize("kernel,stride", [(5, 2), (4, 2), (3, 2), (5, 3), (1, 2), (6, 4), (5, 1)])
+def test_upconv_equals_flax_conv_transpose_both_methods(kernel, stride):
+  # Reference: Flax's nn.ConvTranspose (lax.conv_transpose), same parameter and init.
+  x = jax.random.normal(jax.random.key(0), (2, 7, 6, 3))
+  ct = nn.ConvTranspose(4, (kernel, kernel), strides=(stride, stride), padding="SAME",
+                        use_bias=False)
+  params = ct.init(jax.random.key(1), x)
+  expected = np.asarray(ct.apply(params, x))
+  assert expected.shape == (2, 7 * stride, 6 * stride, 4)
+  for method in ("transpose", "subpixel"):
+    layer = models.UpConv(4, (kernel, kernel), strides=(stride, stride), method=method)
+    own = layer.init(jax.random.key(1), x)
+    assert jax.tree.map(jnp.shape, own) == jax.tree.map(jnp.shape, params)
+    np.testing.assert_array_equal(own["params"]["kernel"], params["params"]["kernel"])
+    np.testing.assert_allclose(layer.apply(params, x), expected, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="one of"):
+    models.UpConv(4, (3, 3), method="bilinear").init(jax.random.key(1), x)
+
+
+def test_subpixel_generator_computes_and_learns_what_the_transposed_one_does():
+  tx = optax.adam(1e-3, b1=0.5)
+  runs = {}
+  for method in ("transpose", "subpixel"):
+    G = models.DCGANGenerator(width=0.125, upsample=method)
+    D = models.DCGANDiscriminator(width=0.125, dropout=0.0)
+    state_g, state_d = jaxgan.create_states(jax.random.key(0), G, D, tx, tx, latent_dim=16,
+                                            image_shape=(28, 28, 1))
+    step = jax.jit(jaxgan.make_train_step(G, D, "non_saturating"))
+    batch = {"image": jax.random.uniform(jax.random.key(2), (8, 28, 28, 1), minval=-1)}
+    losses = []
+    for _ in range(5):
+      state_g, state_d, metrics = step(state_g, state_d, batch, jax.random.key(3))
+      losses.append(float(metrics["g_loss"]))
+    images = jaxgan.generate(G, state_g, jax.random.key(4), 4)
+    runs[method] = (state_g, losses, images)
+  (sg_t, loss_t, img_t), (sg_s, loss_s, img_s) = runs["transpose"], runs["subpixel"]
+  assert img_s.shape == img_t.shape == (4, 28, 28, 1)
+  # Same parameter tree (checkpoints interchangeable); the same training within float error.
+  assert jax.tree.structure(sg_t.params) == jax.tree.structure(sg_s.params)
+  assert sg_t.params["ConvTranspose_0"]["kernel"].shape == (5, 5, 32, 16)
+  moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()), sg_t.params,
+                       jaxgan.create_states(jax.random.key(0), models.DCGANGenerator(width=0.125),
+                                            D, tx, tx, latent_dim=16,
+                                            image_shape=(28, 28, 1))[0].params)
+  assert min(jax.tree.leaves(moved)) > 1e-4  # every generator parameter trained
+  np.testing.assert_allclose(loss_s, loss_t, rtol=1e-4)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5),
+               sg_s.params, sg_t.params)
+  np.testing.assert_allclose(img_s, img_t, atol=1e-4)
+
+
+def test_bfloat16_compute_keeps_float32_params_statistics_and_outputs():
+  z = jax.random.normal(jax.random.key(0), (16, 100))
+  out = {}
+  for dtype in (jnp.float32, jnp.bfloat16):
+    G = models.DCGANGenerator(width=0.25, dtype=dtype)
+    D = models.DCGANDiscriminator(width=0.25, spectral_norm=True, dtype=dtype)
+    vg = G.init(jax.random.key(1), z)
+    images, new_g = G.apply(vg, z, mutable=["batch_stats"])
+    vd = D.init(jax.random.key(2), images)
+    logits, new_d = D.apply(vd, images, mutable=["batch_stats"],
+                            rngs={"dropout": jax.random.key(3)})
+    for tree in (vg, vd, new_g, new_d):
+      assert {x.dtype for x in jax.tree.leaves(tree)} == {jnp.dtype(jnp.float32)}
+    assert images.dtype == logits.dtype == jnp.float32
+    out[dtype] = (images, logits, new_g)
+  (img32, log32, bn32), (img16, log16, bn16) = out[jnp.float32], out[jnp.bfloat16]
+  # bfloat16 keeps 8 bits of mantissa: agreement to a few 1e-2, not to float32 precision.
+  assert float(jnp.abs(img16 - img32).max()) < 0.1
+  assert float(jnp.abs(img16 - img32).max()) > 0  # it did compute in bfloat16
+  np.testing.assert_allclose(log16, log32, atol=0.1)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0.05, atol=0.02), bn16, bn32)

@@ -5,9 +5,10 @@ Every module here, and any module a user brings, follows one call signature:
 """
 
 from jaxgan.models.dcgan import DCGANDiscriminator, DCGANGenerator
-from jaxgan.models.layers import ExampleDropout
+from jaxgan.models.layers import UPSAMPLE_METHODS, ExampleDropout, UpConv
 from jaxgan.models.mlp import MLPDiscriminator, MLPGenerator
 
 __all__ = [
     "DCGANDiscriminator", "DCGANGenerator", "ExampleDropout", "MLPDiscriminator", "MLPGenerator",
+    "UPSAMPLE_METHODS", "UpConv",
 ]

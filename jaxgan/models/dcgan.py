@@ -19,12 +19,13 @@ uses; both are attributes.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models.layers import ExampleDropout
+from jaxgan.models.layers import ExampleDropout, UpConv
 
 
 def num_stages(height: int, width: int) -> int:
@@ -58,6 +59,12 @@ class DCGANGenerator(nn.Module):
       of the global batch.
     bn_momentum: BatchNorm running-average momentum.
     bn_epsilon: BatchNorm epsilon.
+    upsample: how the stride-2 transposed convolutions run (``jaxgan.models.UpConv``):
+      ``"transpose"``, ``"subpixel"`` (convolution + depth-to-space) or ``"auto"`` (the
+      faster on the backend). All compute the same function with the same parameters.
+    dtype: computation dtype, e.g. ``jnp.bfloat16`` for mixed precision; parameters stay
+      float32, BatchNorm statistics are computed in float32 and the images come out
+      float32.
   """
 
   image_shape: Sequence[int] = (28, 28, 1)
@@ -66,6 +73,8 @@ class DCGANGenerator(nn.Module):
   axis_name: str | None = None
   bn_momentum: float = 0.99
   bn_epsilon: float = 1e-3
+  upsample: str = "auto"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
@@ -78,21 +87,23 @@ class DCGANGenerator(nn.Module):
 
     def bn_act(x: jax.Array) -> jax.Array:
       x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                       epsilon=self.bn_epsilon, axis_name=self.axis_name)(x)
+                       epsilon=self.bn_epsilon, axis_name=self.axis_name, dtype=self.dtype)(x)
       return nn.leaky_relu(x, self.negative_slope)
 
     x = z.reshape((z.shape[0], -1))
-    x = nn.Dense(base_h * base_w * ch(64 * 2**k), use_bias=False)(x)
+    x = nn.Dense(base_h * base_w * ch(64 * 2**k), use_bias=False, dtype=self.dtype)(x)
     x = bn_act(x).reshape((z.shape[0], base_h, base_w, ch(64 * 2**k)))
     # Stride 1 first, then k - 1 hidden stride-2 stages halving the channels, then the
     # output stage (the k-th stride 2).
     strides = [1] + [2] * (k - 1)
-    for i, stride in enumerate(strides):
-      x = nn.ConvTranspose(ch(64 * 2 ** (k - 1 - i)), (5, 5), strides=(stride, stride),
-                           padding="SAME", use_bias=False)(x)
-      x = bn_act(x)
-    x = nn.ConvTranspose(channels, (5, 5), strides=(2, 2), padding="SAME", use_bias=False)(x)
-    return jnp.tanh(x)
+    features = [ch(64 * 2 ** (k - 1 - i)) for i in range(k)] + [channels]
+    for i, (n, stride) in enumerate(zip(features, strides + [2], strict=True)):
+      # Named as nn.ConvTranspose would be: checkpoints from before UpConv still load.
+      x = UpConv(n, (5, 5), strides=(stride, stride), method=self.upsample, dtype=self.dtype,
+                 name=f"ConvTranspose_{i}")(x)
+      if i < k:
+        x = bn_act(x)
+    return jnp.tanh(x).astype(jnp.float32)
 
 
 class DCGANDiscriminator(nn.Module):
@@ -109,6 +120,8 @@ class DCGANDiscriminator(nn.Module):
     spectral_norm: wrap every convolution and the dense layer in spectral
       normalisation (Miyato et al., 2018); the power-iteration vectors live in the
       ``batch_stats`` collection and are updated when ``train`` is true.
+    dtype: computation dtype, e.g. ``jnp.bfloat16``; parameters, the spectral norm's
+      power iteration and the logits stay float32.
   """
 
   width: float = 1.0
@@ -116,6 +129,7 @@ class DCGANDiscriminator(nn.Module):
   dropout: float = 0.3
   spectral_norm: bool = False
   axis_name: str | None = None
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
@@ -130,9 +144,9 @@ class DCGANDiscriminator(nn.Module):
 
     for i in range(k):
       channels = max(1, int(round(64 * 2**i * self.width)))
-      x = layer(nn.Conv(channels, (5, 5), strides=(2, 2), padding="SAME"), x)
+      x = layer(nn.Conv(channels, (5, 5), strides=(2, 2), padding="SAME", dtype=self.dtype), x)
       x = nn.leaky_relu(x, self.negative_slope)
       if self.dropout > 0:
         x = ExampleDropout(self.dropout, axis_name=self.axis_name)(x, deterministic=not train)
     x = x.reshape((x.shape[0], -1))
-    return layer(nn.Dense(1), x)[:, 0]
+    return layer(nn.Dense(1, dtype=self.dtype), x)[:, 0].astype(jnp.float32)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 class ExampleDropout(nn.Module):
@@ -41,3 +45,93 @@ class ExampleDropout(nn.Module):
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
     keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
     return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+
+
+UPSAMPLE_METHODS = ("auto", "transpose", "subpixel")
+
+
+def _subpixel_taps(kernel: int, stride: int) -> tuple[np.ndarray, int, int]:
+  """Which transposed-conv tap feeds each (output phase, input offset), for 'SAME' padding.
+
+  ``lax.conv_transpose`` with 'SAME' padding computes, along one axis,
+  ``y[s*m + r] = sum_t w[t] * x[(s*m + r + t - pad) / s]`` over the taps ``t`` for which
+  the division is exact, with ``pad`` from ``jax.lax``'s ``_conv_transpose_padding``.
+  Output phase ``r`` is thus an ordinary convolution of ``x`` with the taps
+  ``t = s*d - r + pad`` at input offsets ``d``.
+
+  Returns:
+    ``(taps [stride, size], low, high)``: ``taps[r, j]`` is the tap at offset
+    ``low + j`` for phase ``r``, or ``kernel`` (an index past the end: a zero) where no tap
+    lands; ``size = high - low + 1`` and the convolution pads the input by ``(-low, high)``.
+  """
+  pad_len = kernel + stride - 2
+  pad = kernel - 1 if stride > kernel - 1 else int(np.ceil(pad_len / 2))
+  pairs = [(r, t, (r + t - pad) // stride) for r in range(stride) for t in range(kernel)
+           if (r + t - pad) % stride == 0]
+  low = min(d for _, _, d in pairs)
+  high = max(d for _, _, d in pairs)
+  taps = np.full((stride, high - low + 1), kernel, np.int32)
+  for r, t, d in pairs:
+    taps[r, d - low] = t
+  return taps, low, high
+
+
+class UpConv(nn.Module):
+  """A transposed convolution (``nn.ConvTranspose`` without bias, 'SAME' padding), computed
+  either as XLA's transposed convolution or as a convolution followed by depth-to-space.
+
+  Both methods use the same parameter (``kernel [kh, kw, in, out]``, initialised as
+  ``nn.ConvTranspose`` initialises it) and compute the same function: the sub-pixel form
+  splits the transposed convolution into its ``stride**2`` output phases, each an ordinary
+  convolution of the input with a subset of the taps (Shi et al., 2016), runs them as one
+  convolution with ``stride**2 * out`` channels and interleaves the phases. XLA's CPU
+  backend runs a strided transposed convolution as a convolution over the zero-dilated
+  input, which wastes ``stride**2`` of its multiplications; the sub-pixel form does not.
+  Checkpoints are interchangeable between the methods.
+
+  Attributes:
+    features: output channels.
+    kernel_size: ``(kh, kw)``.
+    strides: ``(sh, sw)``.
+    method: ``"transpose"``, ``"subpixel"``, or ``"auto"`` (sub-pixel on CPU, where it is
+      measured faster; transpose elsewhere, see BUILD_NOTES.md).
+    dtype: computation dtype (None: that of the inputs and kernel).
+    param_dtype: dtype of the kernel.
+    kernel_init: initialiser of the kernel (``nn.ConvTranspose``'s default).
+  """
+
+  features: int
+  kernel_size: tuple[int, int]
+  strides: tuple[int, int] = (1, 1)
+  method: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Callable = nn.initializers.lecun_normal()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    if self.method not in UPSAMPLE_METHODS:
+      raise ValueError(f"UpConv method must be one of {UPSAMPLE_METHODS}, got {self.method!r}.")
+    kh, kw = self.kernel_size
+    kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features),
+                        self.param_dtype)
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=self.dtype)
+    method = self.method
+    if method == "auto":
+      method = "subpixel" if jax.default_backend() == "cpu" else "transpose"
+    if method == "transpose" or tuple(self.strides) == (1, 1):
+      return jax.lax.conv_transpose(x, kernel, tuple(self.strides), "SAME")
+    (sh, sw), c = self.strides, self.features
+    taps_h, low_h, high_h = _subpixel_taps(kh, sh)
+    taps_w, low_w, high_w = _subpixel_taps(kw, sw)
+    # [rh, jh, rw, jw, in, out] with a zero row/column for the missing taps.
+    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+    sub = padded[taps_h[:, :, None, None], taps_w[None, None, :, :]]
+    sub = sub.transpose(1, 3, 4, 0, 2, 5).reshape(
+        taps_h.shape[1], taps_w.shape[1], x.shape[-1], sh * sw * c)
+    y = jax.lax.conv_general_dilated(
+        x, sub, (1, 1), ((-low_h, high_h), (-low_w, high_w)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    b, h, w, _ = y.shape
+    y = y.reshape(b, h, w, sh, sw, c).transpose(0, 1, 3, 2, 4, 5)
+    return y.reshape(b, h * sh, w * sw, c)
