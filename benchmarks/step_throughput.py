@@ -24,13 +24,14 @@ Variants (``--variants``, comma-separated):
 Each figure is the median over ``--repeats`` timings of ``--calls`` calls after
 ``--warmup`` calls (compilation excluded), closed by ``block_until_ready`` /
 ``torch.cuda.synchronize``. Achieved GFLOP/s count the model's useful multiply-adds (the
-taps of a transposed convolution that touch the input, not the zeros of its dilated form)
-times two, over the work of a step: ``G`` forward 4 times (once for the D update, forward
-and twice backward for the G update) and ``D`` forward 8 times (real and fake, each with
-a backward pass for the input and one for the weights, in the D update; fake and its
-backward pass to the input in the G update, which jaxgan differentiates for G's parameters
-only and the PyTorch step, as StudioGAN does, runs with D's ``requires_grad`` off). The peak is a
-float32 ``[N, N] @ [N, N]`` matmul measured in the same run.
+kernel taps that touch an input element, not padding or the holes of a transposed
+convolution's dilated input) times two, over the work of a step: ``G`` forward 4 times
+(once for the D update, forward and twice backward for the G update) and ``D`` forward 8
+times (real and fake, each with a backward pass for the input and one for the weights, in
+the D update; fake and its backward pass to the input in the G update, which jaxgan
+differentiates for G's parameters only and the PyTorch step, as StudioGAN does, runs with
+D's ``requires_grad`` off). The peak is a float32 ``[N, N] @ [N, N]`` matmul measured in
+the same run.
 """
 
 from __future__ import annotations
@@ -63,16 +64,35 @@ def ch(n: int, width: float) -> int:
 # -- model FLOPs ------------------------------------------------------------------------
 
 
+def _conv_taps(n: int, k: int, s: int) -> int:
+  """(output, tap) pairs of a 'SAME' convolution along one axis whose tap is in the input."""
+  out = -(-n // s)
+  pad_lo = max((out - 1) * s + k - n, 0) // 2
+  return sum(0 <= o * s - pad_lo + t < n for o in range(out) for t in range(k))
+
+
+def _conv_transpose_taps(n: int, k: int, s: int) -> int:
+  """The same for ``lax.conv_transpose`` with 'SAME' padding (see ``models.UpConv``)."""
+  pad = k - 1 if s > k - 1 else -(-(k + s - 2) // 2)
+  return sum((o + t - pad) % s == 0 and 0 <= (o + t - pad) // s < n
+             for o in range(n * s) for t in range(k))
+
+
 def model_flops(width: float) -> dict[str, float]:
-  """Useful FLOPs (2 x multiply-adds) of one image through G and D, and of a train step."""
+  """Useful FLOPs (2 x multiply-adds) of one image through G and D, and of a train step.
+
+  Useful: the multiply-adds whose input is an input element, not the zero padding (the
+  count XLA's cost analysis gives for a plain convolution) nor the holes of a dilated
+  input.
+  """
   c256, c128, c64 = ch(256, width), ch(128, width), ch(64, width)
-  g = LATENT * 7 * 7 * c256                 # Dense
-  g += 7 * 7 * c256 * c128 * 25             # ConvTranspose 5x5 stride 1 at 7x7
-  g += 7 * 7 * c128 * c64 * 25              # ConvTranspose 5x5 stride 2, 7x7 -> 14x14
-  g += 14 * 14 * c64 * 1 * 25               # ConvTranspose 5x5 stride 2, 14x14 -> 28x28
-  d = 14 * 14 * 1 * c64 * 25                # Conv 5x5 stride 2, 28x28 -> 14x14
-  d += 7 * 7 * c64 * c128 * 25              # Conv 5x5 stride 2, 14x14 -> 7x7
-  d += 7 * 7 * c128                         # Dense 1
+  g = LATENT * 7 * 7 * c256                                   # Dense
+  g += _conv_transpose_taps(7, 5, 1) ** 2 * c256 * c128       # 5x5 stride 1 at 7x7
+  g += _conv_transpose_taps(7, 5, 2) ** 2 * c128 * c64        # 5x5 stride 2, 7 -> 14
+  g += _conv_transpose_taps(14, 5, 2) ** 2 * c64 * IMAGE[2]   # 5x5 stride 2, 14 -> 28
+  d = _conv_taps(28, 5, 2) ** 2 * IMAGE[2] * c64              # 5x5 stride 2, 28 -> 14
+  d += _conv_taps(14, 5, 2) ** 2 * c64 * c128                 # 5x5 stride 2, 14 -> 7
+  d += 7 * 7 * c128                                           # Dense 1
   g, d = 2.0 * g, 2.0 * d
   return {"G": g, "D": d, "step": 4 * g + 8 * d}
 

@@ -9,6 +9,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from idx_files import blobs_idx_dir
@@ -133,12 +134,20 @@ def test_another_architecture_or_latent_size_is_refused_by_name(blobs, tmp_path,
     train.train_and_evaluate(tiny(blobs, steps=20, model="dcgan"), str(tmp_path))
   # Nothing was lost: the checkpoint is still there, and the right config resumes it,
   # saying which settings it changed.
+  # Here it also switches to bfloat16 compute: the float32 checkpoint trains on in mixed
+  # precision and the state stays float32.
   capfd.readouterr()
-  result = train.train_and_evaluate(tiny(blobs, steps=20, lr_d=5e-4), str(tmp_path))
+  result = train.train_and_evaluate(tiny(blobs, steps=20, lr_d=5e-4, compute_dtype="bfloat16"),
+                                    str(tmp_path))
   assert result.step == 20
   err = capfd.readouterr().err
   assert "resumed from step 10" in err
   assert "changed settings" in err and "lr_d 0.001 -> 0.0005" in err
+  assert "compute_dtype" in err
+  assert result.G.dtype == jnp.bfloat16
+  floats = [x for x in leaves(result) if jnp.issubdtype(x.dtype, jnp.floating)]
+  assert {x.dtype for x in floats} == {np.dtype(np.float32)}
+  assert all(np.isfinite(x).all() for x in floats)
 
 
 def corrupt(step_dir):
@@ -233,6 +242,8 @@ def test_bad_config_is_refused_before_anything_runs(blobs, tmp_path):
     train.train_and_evaluate({**tiny(blobs), "stesp": 5}, str(tmp_path))
   with pytest.raises(ValueError, match="model must be one of"):
     train.train_and_evaluate(tiny(blobs, model="resnet"), str(tmp_path))
+  with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16'\)"):
+    train.train_and_evaluate(tiny(blobs, compute_dtype="float16"), str(tmp_path))
   with pytest.raises(ValueError, match="batch_size=30 does not divide over 8 devices"):
     train.train_and_evaluate(tiny(blobs, batch_size=30), str(tmp_path))
   assert not os.path.exists(tmp_path / "checkpoints")

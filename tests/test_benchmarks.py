@@ -1,0 +1,57 @@
+"""The benchmark scripts keep working, and their FLOP count agrees with XLA's."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+
+from jaxgan import models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import step_throughput  # noqa: E402
+
+
+def _xla_flops_per_image(module, x):
+  variables = module.init(jax.random.key(0), x, train=False)
+  apply = jax.jit(lambda v, x: module.apply(v, x, train=False))
+  analysis = apply.lower(variables, x).compile().cost_analysis()
+  analysis = analysis[0] if isinstance(analysis, list) else analysis
+  return analysis["flops"] / x.shape[0]
+
+
+def test_model_flops_agree_with_xla_cost_analysis():
+  # XLA counts the multiply-adds of convolutions whose input is an input element (not
+  # padding, not the holes of a transposed convolution's dilated input), plus a few
+  # elementwise operations (bias, activations, BatchNorm) that the model count leaves out.
+  for width in (1.0, 0.5):
+    flops = step_throughput.model_flops(width)
+    d = _xla_flops_per_image(models.DCGANDiscriminator(width=width, dropout=0.0),
+                             jnp.zeros((4, 28, 28, 1)))
+    g = _xla_flops_per_image(models.DCGANGenerator(width=width, upsample="transpose"),
+                             jnp.zeros((4, 100)))
+    assert flops["D"] <= d <= 1.01 * flops["D"], (width, d, flops["D"])
+    assert flops["G"] <= g <= 1.01 * flops["G"], (width, g, flops["G"])
+
+
+def test_step_throughput_runs_and_reports_every_variant(tmp_path):
+  out = tmp_path / "r.json"
+  cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "step_throughput.py"), "--batch=8",
+         "--width=0.125", "--calls=1", "--repeats=1", "--warmup=1", "--k=2",
+         "--variants=jax,jax_bf16_k", "--matmul_n=128", "--dataset_size=32", f"--out={out}"]
+  env = {**os.environ, "XLA_FLAGS": ""}  # one device, as a user runs it
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(out.read_text())
+  rows = {r["variant"]: r for r in result["rows"]}
+  assert set(rows) == {"jax", "jax_bf16_k"}
+  assert rows["jax"]["steps_per_call"] == 1 and rows["jax_bf16_k"]["steps_per_call"] == 2
+  for r in rows.values():
+    assert r["images_per_s"] > 0
+    assert abs(r["images_per_s"] * r["ms_per_step"] / 1e3 - 8) < 1e-6  # batch / time
+  assert result["info"]["params"] > 0 and result["info"]["jax_matmul_gflops"] > 0
+  assert "jax_bf16_k" in proc.stdout  # the printed table
