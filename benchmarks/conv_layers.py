@@ -1,0 +1,94 @@
+r"""GFLOP/s of the DCGAN's convolutions alone: XLA (through JAX) against PyTorch.
+
+  python benchmarks/conv_layers.py [--batch=64]
+  XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce \
+      python benchmarks/conv_layers.py      # an XLA:CPU option, for comparison
+
+The layers are the tutorial DCGAN's at width 1, NHWC in JAX and NCHW in PyTorch (each
+framework's native layout): the generator's 5x5 stride-1 convolution at 7x7, the 3x3
+convolution the sub-pixel generator runs in place of the first stride-2 transposed one,
+and the discriminator's two 5x5 stride-2 convolutions. Each figure is
+``2 * output pixels * k * k * in * out / median time`` (every tap, padding included: the
+same count for both frameworks) for the forward pass, and ``3x`` that work over the time
+of forward plus backward (input and weight gradients). This is what separates the
+frameworks' step times on a CPU: the same convolution, different kernels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+# name, spatial size, in channels, out channels, kernel, stride
+LAYERS = (
+    ("G 5x5 s1 256->128 @7x7", 7, 256, 128, 5, 1),
+    ("G sub-pixel 3x3 128->4*64 @7x7", 7, 128, 256, 3, 1),
+    ("D 5x5 s2 64->128 @14x14", 14, 64, 128, 5, 2),
+    ("D 5x5 s2 1->64 @28x28", 28, 1, 64, 5, 2),
+)
+
+
+def jax_seconds(fn, args, repeats: int) -> float:
+  return median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats)
+
+
+def median_seconds(fn, repeats: int) -> float:
+  fn()
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser.add_argument("--batch", type=int, default=64)
+  parser.add_argument("--repeats", type=int, default=7)
+  args = parser.parse_args()
+  try:
+    import torch
+  except ImportError:
+    torch = None
+    print("PyTorch not installed: JAX columns only (pip install -e '.[bench]').")
+
+  print(f"{'layer':<32} {'GFLOP':>6} {'XLA fwd':>8} {'fwd+bwd':>8}"
+        + (f" {'torch fwd':>10} {'fwd+bwd':>8}" if torch else "") + "   (GFLOP/s)")
+  for name, hw, cin, cout, k, s in LAYERS:
+    b = args.batch
+    gflop = 2 * b * (hw // s) ** 2 * cin * cout * k * k / 1e9
+    x = jax.random.normal(jax.random.key(0), (b, hw, hw, cin))
+    w = jax.random.normal(jax.random.key(1), (k, k, cin, cout))
+
+    def conv(x, w, s=s):
+      return jax.lax.conv_general_dilated(x, w, (s, s), "SAME",
+                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    fwd = jax.jit(conv)
+    both = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w) ** 2), argnums=(0, 1)))
+    t_f = jax_seconds(fwd, (x, w), args.repeats)
+    t_b = jax_seconds(both, (x, w), args.repeats)
+    line = f"{name:<32} {gflop:>6.2f} {gflop / t_f:>8.0f} {3 * gflop / t_b:>8.0f}"
+    if torch:
+      xt = torch.randn(b, cin, hw, hw, requires_grad=True)
+      wt = torch.randn(cout, cin, k, k, requires_grad=True)
+
+      def tfwd(xt=xt, wt=wt, s=s, k=k):
+        with torch.no_grad():
+          return torch.nn.functional.conv2d(xt, wt, stride=s, padding=k // 2)
+
+      def tboth(xt=xt, wt=wt, s=s, k=k):
+        (torch.nn.functional.conv2d(xt, wt, stride=s, padding=k // 2) ** 2).sum().backward()
+
+      line += (f" {gflop / median_seconds(tfwd, args.repeats):>10.0f}"
+               f" {3 * gflop / median_seconds(tboth, args.repeats):>8.0f}")
+    print(line)
+
+
+if __name__ == "__main__":
+  main()
