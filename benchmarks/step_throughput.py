@@ -144,8 +144,9 @@ def jax_runner(args, dtype, k: int):
     fn = jax.jit(step, donate_argnums=(0, 1))
     batch = jax.device_put({"image": rng.uniform(-1, 1, (args.batch, *IMAGE)).astype(np.float32)})
   else:
-    fn = jax.jit(parallel.fuse_steps_on_device(step, k, args.batch, jax.random.key(2)),
-                 donate_argnums=(0, 1))
+    unroll = None if args.unroll == 0 else args.unroll
+    fn = jax.jit(parallel.fuse_steps_on_device(step, k, args.batch, jax.random.key(2),
+                                               unroll=unroll), donate_argnums=(0, 1))
     batch = jax.device_put(
         {"image": rng.integers(0, 256, (args.dataset_size, *IMAGE), dtype=np.uint8)})
   holder = {"states": (state_g, state_d), "metrics": None}
@@ -287,6 +288,8 @@ def main():
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--width", type=float, default=1.0, help="DCGAN width multiplier")
   parser.add_argument("--k", type=int, default=20, help="steps per call for the _k variants")
+  parser.add_argument("--unroll", type=int, default=0, help="scan unroll of the _k variants "
+                      "(0: the library's choice, unrolled on CPU; 1: a loop)")
   parser.add_argument("--calls", type=int, default=10, help="calls per timing")
   parser.add_argument("--warmup", type=int, default=3, help="untimed calls first")
   parser.add_argument("--repeats", type=int, default=5)
@@ -322,7 +325,7 @@ def main():
       "date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
       "processor": platform.processor(), "cpus": os.cpu_count(),
       "jax": jax.__version__, "backend": backend, "device": str(jax.devices()[0].device_kind),
-      "batch": args.batch, "width": args.width, "k": args.k,
+      "batch": args.batch, "width": args.width, "k": args.k, "unroll": args.unroll,
       "upsample": args.upsample, "gflop_per_image_step": flops["step"] / 1e9,
   }
   if want_torch:
