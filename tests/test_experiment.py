@@ -83,7 +83,7 @@ def test_mnist_offline_falls_back_to_fashion_mnist_with_one_line(offline, capfd)
                                 data.load_idx(data.DEBIAN_FASHION_MNIST).images[:5])
 
 
-def test_the_run_length_follows_the_backend(capfd):
+def test_the_run_length_follows_the_backend(capfd, monkeypatch):
   config = train.resolve_auto(train.complete_config({}))
   err = capfd.readouterr().err
   assert jax.default_backend() == "cpu"
@@ -93,3 +93,8 @@ def test_the_run_length_follows_the_backend(capfd):
   explicit = train.resolve_auto(train.complete_config({"steps": 7, "eval_samples": 99}))
   assert (explicit.steps, explicit.eval_samples, explicit.width) == (7, 99, 1.0)
   assert capfd.readouterr().err == ""
+  # The same config where JAX's default backend is an accelerator: the full run.
+  monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+  full = train.resolve_auto(train.complete_config({}))
+  assert (full.steps, full.eval_samples, full.width) == (20_000, 10_000, 1.0)
+  assert "the full run, 20,000 steps" in capfd.readouterr().err
