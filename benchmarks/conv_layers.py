@@ -17,11 +17,10 @@ frameworks' step times on a CPU: the same convolution, different kernels.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import jax
 import jax.numpy as jnp
+from timing import median_seconds
 
 # name, spatial size, in channels, out channels, kernel, stride
 LAYERS = (
@@ -33,17 +32,9 @@ LAYERS = (
 
 
 def jax_seconds(fn, args, repeats: int) -> float:
-  return median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats)
+  return median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats, warmup=1)
 
 
-def median_seconds(fn, repeats: int) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
 
 
 def main():
@@ -85,8 +76,8 @@ def main():
       def tboth(xt=xt, wt=wt, s=s, k=k):
         (torch.nn.functional.conv2d(xt, wt, stride=s, padding=k // 2) ** 2).sum().backward()
 
-      line += (f" {gflop / median_seconds(tfwd, args.repeats):>10.0f}"
-               f" {3 * gflop / median_seconds(tboth, args.repeats):>8.0f}")
+      line += (f" {gflop / median_seconds(tfwd, args.repeats, warmup=1):>10.0f}"
+               f" {3 * gflop / median_seconds(tboth, args.repeats, warmup=1):>8.0f}")
     print(line)
 
 

@@ -41,7 +41,6 @@ import functools
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 
@@ -49,6 +48,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from timing import median_seconds
 
 import jaxgan
 from jaxgan import models, parallel
@@ -100,21 +100,6 @@ def model_flops(width: float) -> dict[str, float]:
 # -- timing -----------------------------------------------------------------------------
 
 
-def median_seconds(call, sync, warmup: int, calls: int, repeats: int) -> float:
-  """Median over ``repeats`` of the time of ``calls`` calls, divided by ``calls``."""
-  for _ in range(warmup):
-    call()
-  sync()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    for _ in range(calls):
-      call()
-    sync()
-    times.append((time.perf_counter() - start) / calls)
-  return statistics.median(times)
-
-
 def jax_matmul_gflops(n: int, repeats: int) -> float:
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   f = jax.jit(lambda a: a @ a)
@@ -123,7 +108,8 @@ def jax_matmul_gflops(n: int, repeats: int) -> float:
   def call():
     out["y"] = f(a)
 
-  seconds = median_seconds(call, lambda: jax.block_until_ready(out["y"]), 2, 5, repeats)
+  seconds = median_seconds(call, repeats, warmup=2, calls=5,
+                           sync=lambda: jax.block_until_ready(out["y"]))
   return 2 * n**3 / seconds / 1e9
 
 
@@ -277,7 +263,7 @@ def torch_matmul_gflops(n: int, device: str, repeats: int) -> float:
     if device.startswith("cuda"):
       torch.cuda.synchronize()
 
-  return 2 * n**3 / median_seconds(call, sync, 2, 5, repeats) / 1e9
+  return 2 * n**3 / median_seconds(call, repeats, warmup=2, calls=5, sync=sync) / 1e9
 
 
 # -- main -------------------------------------------------------------------------------
@@ -347,7 +333,8 @@ def main():
       k = 1
       call, sync, params[name] = torch_runner(args, torch_device, name == "torch_compile")
     start = time.perf_counter()
-    seconds = median_seconds(call, sync, args.warmup, args.calls, args.repeats)
+    seconds = median_seconds(call, args.repeats, warmup=args.warmup, calls=args.calls,
+                             sync=sync)
     images = args.batch * k / seconds
     rows.append({"variant": name, "steps_per_call": k, "ms_per_step": 1e3 * seconds / k,
                  "images_per_s": images, "gflops": images * flops["step"] / 1e9,
