@@ -88,10 +88,15 @@ def create_member_states(keys: jax.Array, G, D, tx_g: optax.GradientTransformati
   if keys.ndim != 1 or keys.shape[0] < 1:
     raise ValueError(f"keys must be a 1-D array of M >= 1 keys, got shape {keys.shape}.")
   init_fn, _ = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size)
-  state_g, state_d = jax.jit(jax.vmap(init_fn))(keys)
   members = keys.shape[0]
-  return (_set_hyperparams(state_g, hyperparams_g or {}, "g", members),
-          _set_hyperparams(state_d, hyperparams_d or {}, "d", members))
+
+  def with_hyperparams(states):
+    state_g, state_d = states
+    return (_set_hyperparams(state_g, hyperparams_g or {}, "g", members),
+            _set_hyperparams(state_d, hyperparams_d or {}, "d", members))
+
+  with_hyperparams(jax.eval_shape(jax.vmap(init_fn), keys))  # bad hyperparams fail here, fast
+  return with_hyperparams(jax.jit(jax.vmap(init_fn))(keys))
 
 
 def vmap_members(train_step: Callable, *, shared_batch: bool = True) -> Callable:
