@@ -1,5 +1,6 @@
 """pmap, shard_map and one device agree; fused steps equal single steps; clear errors."""
 
+import functools
 import os
 import socket
 import subprocess
@@ -143,18 +144,21 @@ def test_fused_on_device_data_equals_single_steps_with_host_batches():
 
 
 def test_fused_steps_compose_with_pmap_and_shard_map():
+  # unroll=1 throughout: the composition is what is tested here (unrolling, above).
+  fuse_steps = functools.partial(parallel.fuse_steps, unroll=1)
+  fuse_steps_on_device = functools.partial(parallel.fuse_steps_on_device, unroll=1)
   key, data_key = jax.random.key(4), jax.random.key(9)
   G, D, step, shape = mlp(None)
   x = images(shape)
   sg, sd = states(G, D, shape)
-  reference = jax.jit(parallel.fuse_steps(step))(sg, sd, {"image": x}, key)
+  reference = jax.jit(fuse_steps(step))(sg, sd, {"image": x}, key)
 
   G, D, step, shape = mlp(parallel.AXIS)
   sg, sd = states(G, D, shape)
-  pm = parallel.pmap_step(parallel.fuse_steps(step))
+  pm = parallel.pmap_step(fuse_steps(step))
   assert_close(pm(sg, sd, parallel.split_batch({"image": x}, batch_axis=1), key), reference)
   sg, sd = states(G, D, shape)
-  sm = parallel.shard_map_step(parallel.fuse_steps(step), parallel.data_mesh(), batch_axis=1)
+  sm = parallel.shard_map_step(fuse_steps(step), parallel.data_mesh(), batch_axis=1)
   assert_close(sm(sg, sd, {"image": x}, key), reference)
 
   # On-device data: 8 devices each gather their slice of the same global batch.
@@ -162,10 +166,10 @@ def test_fused_steps_compose_with_pmap_and_shard_map():
                                  np.uint8)}
   G1, D1, step1, _ = mlp(None)
   sg, sd = states(G1, D1, shape)
-  reference = jax.jit(parallel.fuse_steps_on_device(step1, STEPS, 16, data_key))(
+  reference = jax.jit(fuse_steps_on_device(step1, STEPS, 16, data_key))(
       sg, sd, dataset, key)
   sg, sd = states(G, D, shape)
-  f = parallel.fuse_steps_on_device(step, STEPS, 16, data_key)
+  f = fuse_steps_on_device(step, STEPS, 16, data_key)
   assert_close(parallel.pmap_step(f, data_on_device=True)(sg, sd, dataset, key), reference)
   sg, sd = states(G, D, shape)
   got = parallel.shard_map_step(f, parallel.data_mesh(), data_on_device=True)(sg, sd, dataset,

@@ -23,7 +23,7 @@ def test_each_member_equals_a_separate_run_with_its_seed_and_learning_rates():
   init_keys = jax.random.split(jax.random.key(0), 3)
   step_keys = jax.random.split(jax.random.key(1), 3)
   kw = dict(latent_dim=16, image_shape=(28, 28, 1))
-  train_step = jaxgan.make_train_step(G, D, "hinge", n_critic=2, r1_weight=1.0)
+  train_step = jaxgan.make_train_step(G, D, "hinge", n_critic=2)
   batches = jax.random.uniform(jax.random.key(2), (2, 8, 28, 28, 1), minval=-1)
 
   state_g, state_d = sweep.create_member_states(
@@ -58,7 +58,8 @@ def test_each_member_equals_a_separate_run_with_its_seed_and_learning_rates():
 
 
 def test_per_member_batches_and_errors():
-  G, D = _pair()
+  G = models.MLPGenerator(image_shape=(28, 28, 1), hidden=(32,))
+  D = models.MLPDiscriminator(hidden=(32,))
   tx = optax.adam(1e-3)
   keys = jax.random.split(jax.random.key(0), 2)
   state_g, state_d = sweep.create_member_states(keys, G, D, tx, tx, latent_dim=8,
