@@ -52,6 +52,7 @@ from timing import median_seconds
 
 import jaxgan
 from jaxgan import models, parallel
+from jaxgan.models.layers import conv_transpose_same_pad
 
 LATENT = 100
 IMAGE = (28, 28, 1)
@@ -73,7 +74,7 @@ def _conv_taps(n: int, k: int, s: int) -> int:
 
 def _conv_transpose_taps(n: int, k: int, s: int) -> int:
   """The same for ``lax.conv_transpose`` with 'SAME' padding (see ``models.UpConv``)."""
-  pad = k - 1 if s > k - 1 else -(-(k + s - 2) // 2)
+  pad = conv_transpose_same_pad(k, s)
   return sum((o + t - pad) % s == 0 and 0 <= (o + t - pad) // s < n
              for o in range(n * s) for t in range(k))
 
@@ -153,7 +154,6 @@ def jax_runner(args, dtype, k: int):
 
 def torch_models(width: float):
   """The jaxgan DCGAN pair, layer for layer, in PyTorch (NCHW)."""
-  import torch
   from torch import nn
 
   c256, c128, c64 = ch(256, width), ch(128, width), ch(64, width)
@@ -189,7 +189,6 @@ def torch_models(width: float):
     def forward(self, x):
       return self.net(x)[:, 0]
 
-  del torch
   return TorchGenerator(), TorchDiscriminator()
 
 

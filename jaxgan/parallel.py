@@ -164,7 +164,7 @@ def _unroll(unroll: bool | int | None) -> bool | int:
   """``scan``'s unroll: full on the CPU, none elsewhere, unless given.
 
   XLA's CPU backend runs convolutions inside a loop body several times slower than the
-  same convolutions outside one (jax-ml/jax#12868; a DCGAN step measured 5x slower in a
+  same convolutions outside one (jax-ml/jax#12868; a DCGAN step measured 8.4x slower in a
   ``scan``, BUILD_NOTES.md), so on the CPU the loop is unrolled, which costs compile time
   in proportion to ``K``. Backends are asked at trace time.
   """

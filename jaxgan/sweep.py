@@ -79,14 +79,10 @@ def create_member_states(keys: jax.Array, G, D, tx_g: optax.GradientTransformati
   Returns:
     ``(state_g, state_d)`` with every leaf ``[M, ...]``.
   """
-  keys = jnp.asarray(keys)
-  if not jnp.issubdtype(keys.dtype, jax.dtypes.prng_key):
-    if keys.ndim != 2:
-      raise ValueError("keys must be [M] typed keys (jax.random.split(jax.random.key(0), M)) "
-                       f"or [M, 2] raw uint32 keys; got shape {tuple(keys.shape)}.")
-    keys = jax.random.wrap_key_data(keys)
+  keys = _as_key(jnp.asarray(keys))  # typed keys [M], or raw uint32 keys [M, 2]
   if keys.ndim != 1 or keys.shape[0] < 1:
-    raise ValueError(f"keys must be a 1-D array of M >= 1 keys, got shape {keys.shape}.")
+    raise ValueError("keys must be a 1-D array of M >= 1 keys, e.g. "
+                     f"jax.random.split(jax.random.key(0), M); got shape {keys.shape}.")
   init_fn, _ = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size)
   members = keys.shape[0]
 
@@ -112,8 +108,7 @@ def vmap_members(train_step: Callable, *, shared_batch: bool = True) -> Callable
     A function of member-stacked states, a batch and ``[M]`` keys (one per member; pass
     ``jnp.stack([key] * M)`` to share one) returning stacked states and metrics ``[M]``.
   """
-  mapped = jax.vmap(lambda g, d, batch, key: train_step(g, d, batch, _as_key(key)),
-                    in_axes=(0, 0, None if shared_batch else 0, 0))
+  mapped = jax.vmap(train_step, in_axes=(0, 0, None if shared_batch else 0, 0))
   mapped.config = getattr(train_step, "config", None)
   return mapped
 

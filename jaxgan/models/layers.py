@@ -50,6 +50,12 @@ class ExampleDropout(nn.Module):
 UPSAMPLE_METHODS = ("auto", "transpose", "subpixel")
 
 
+def conv_transpose_same_pad(kernel: int, stride: int) -> int:
+  """Leading padding of ``lax.conv_transpose(..., "SAME")`` along one axis (its
+  ``_conv_transpose_padding``): ``y[o] = sum_t w[t] * x[(o + t - pad) / stride]``."""
+  return kernel - 1 if stride > kernel - 1 else -(-(kernel + stride - 2) // 2)
+
+
 def _subpixel_taps(kernel: int, stride: int) -> tuple[np.ndarray, int, int]:
   """Which transposed-conv tap feeds each (output phase, input offset), for 'SAME' padding.
 
@@ -64,8 +70,7 @@ def _subpixel_taps(kernel: int, stride: int) -> tuple[np.ndarray, int, int]:
     ``low + j`` for phase ``r``, or ``kernel`` (an index past the end: a zero) where no tap
     lands; ``size = high - low + 1`` and the convolution pads the input by ``(-low, high)``.
   """
-  pad_len = kernel + stride - 2
-  pad = kernel - 1 if stride > kernel - 1 else int(np.ceil(pad_len / 2))
+  pad = conv_transpose_same_pad(kernel, stride)
   pairs = [(r, t, (r + t - pad) // stride) for r in range(stride) for t in range(kernel)
            if (r + t - pad) % stride == 0]
   low = min(d for _, _, d in pairs)
