@@ -18,6 +18,8 @@ Variants (``--variants``, comma-separated):
   statistics), one step per call on a batch already on the device;
 * ``jax_k``, ``jax_bf16_k``: ``--k`` steps per call (``fuse_steps_on_device``: each step
   gathers its batch from a uint8 dataset held on the device);
+* ``jax_jaxlib_conv``: ``jax`` compiled without ``jaxgan.cpu.compiler_options()``, that is
+  with this jaxlib's own choice of CPU convolution kernels (the same on other backends);
 * ``torch`` (eager), ``torch_compile`` (``torch.compile`` of both modules and the step's
   loss computation); both in float32 on a batch already on the device.
 
@@ -117,7 +119,7 @@ def jax_matmul_gflops(n: int, repeats: int) -> float:
 # -- jaxgan -----------------------------------------------------------------------------
 
 
-def jax_runner(args, dtype, k: int):
+def jax_runner(args, dtype, k: int, conv_kernels: str = "xla"):
   """A no-argument function running one call (1 or ``k`` steps) of jaxgan's step."""
   G = models.DCGANGenerator(width=args.width, dtype=dtype, upsample=args.upsample)
   D = models.DCGANDiscriminator(width=args.width, dtype=dtype)
@@ -127,13 +129,15 @@ def jax_runner(args, dtype, k: int):
   step = jaxgan.make_train_step(G, D, "non_saturating", ema_decay=0.999)
   rng = np.random.default_rng(0)
   key = jax.random.key(1)
+  options = jaxgan.cpu.compiler_options(conv_kernels)
   if k == 1:
-    fn = jax.jit(step, donate_argnums=(0, 1))
+    fn = jax.jit(step, donate_argnums=(0, 1), compiler_options=options)
     batch = jax.device_put({"image": rng.uniform(-1, 1, (args.batch, *IMAGE)).astype(np.float32)})
   else:
     unroll = None if args.unroll == 0 else args.unroll
     fn = jax.jit(parallel.fuse_steps_on_device(step, k, args.batch, jax.random.key(2),
-                                               unroll=unroll), donate_argnums=(0, 1))
+                                               unroll=unroll), donate_argnums=(0, 1),
+                 compiler_options=options)
     batch = jax.device_put(
         {"image": rng.integers(0, 256, (args.dataset_size, *IMAGE), dtype=np.uint8)})
   holder = {"states": (state_g, state_d), "metrics": None}
@@ -290,7 +294,8 @@ def main():
   args = parser.parse_args()
 
   variants = args.variants.split(",")
-  unknown = set(variants) - {"jax", "jax_bf16", "jax_k", "jax_bf16_k", "torch", "torch_compile"}
+  unknown = set(variants) - {"jax", "jax_bf16", "jax_k", "jax_bf16_k", "jax_jaxlib_conv", "torch",
+                             "torch_compile"}
   if unknown:
     parser.error(f"unknown variants {sorted(unknown)}")
   want_torch = any(v.startswith("torch") for v in variants)
@@ -312,6 +317,7 @@ def main():
       "jax": jax.__version__, "backend": backend, "device": str(jax.devices()[0].device_kind),
       "batch": args.batch, "width": args.width, "k": args.k, "unroll": args.unroll,
       "upsample": args.upsample, "gflop_per_image_step": flops["step"] / 1e9,
+      "cpu_compiler_options": jaxgan.cpu.compiler_options(),
   }
   if want_torch:
     info.update(torch=torch.__version__, torch_device=torch_device,
@@ -327,7 +333,8 @@ def main():
     if name.startswith("jax"):
       dtype = jnp.bfloat16 if "bf16" in name else jnp.float32
       k = args.k if name.endswith("_k") else 1
-      call, sync, params[name] = jax_runner(args, dtype, k)
+      call, sync, params[name] = jax_runner(
+          args, dtype, k, "jaxlib" if name == "jax_jaxlib_conv" else "xla")
     else:
       k = 1
       call, sync, params[name] = torch_runner(args, torch_device, name == "torch_compile")
@@ -348,10 +355,10 @@ def main():
   print(f"\n{info['device']} ({backend}), batch {args.batch}, width {args.width}, "
         f"{info['gflop_per_image_step']:.3f} GFLOP per image-step, "
         f"matmul peak {peak:.0f} GFLOP/s")
-  print(f"{'variant':<14} {'steps/call':>10} {'ms/step':>9} {'images/s':>10} "
+  print(f"{'variant':<16} {'steps/call':>10} {'ms/step':>9} {'images/s':>10} "
         f"{'GFLOP/s':>8} {'of peak':>8}" + ("  vs torch  vs compile" if want_torch else ""))
   for r in rows:
-    line = (f"{r['variant']:<14} {r['steps_per_call']:>10} {r['ms_per_step']:>9.2f} "
+    line = (f"{r['variant']:<16} {r['steps_per_call']:>10} {r['ms_per_step']:>9.2f} "
             f"{r['images_per_s']:>10.0f} {r['gflops']:>8.1f} {r['peak_fraction']:>8.0%}")
     for ref in ("torch", "torch_compile"):
       if ref in by_name:

@@ -9,7 +9,7 @@ The public API::
     state_g, state_d, metrics = jax.jit(train_step)(state_g, state_d, batch, key)
 """
 
-from jaxgan import losses, models, sweep
+from jaxgan import cpu, losses, models, sweep
 from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import TrainStep, generate, make_train_step, sample_latent
 
@@ -19,6 +19,7 @@ __all__ = [
     "NetState",
     "TrainStep",
     "abstract_states",
+    "cpu",
     "create_states",
     "generate",
     "losses",

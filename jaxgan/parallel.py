@@ -241,7 +241,8 @@ def fuse_steps_on_device(train_step: Callable, num_steps: int, batch_size: int,
 
 
 def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,
-              data_on_device: bool = False, devices: Sequence | None = None) -> Callable:
+              data_on_device: bool = False, devices: Sequence | None = None,
+              compiler_options: Mapping[str, Any] | None = None) -> Callable:
   """``jax.pmap`` over local devices with the states unmapped.
 
   Args:
@@ -252,6 +253,9 @@ def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,
     data_on_device: the third argument is a dataset replicated on every device
       (``fuse_steps_on_device``) rather than a per-device split batch.
     devices: the devices to map over (default: every local device).
+    compiler_options: XLA options for the compilation (e.g. ``jaxgan.cpu.compiler_options()``);
+      ``jax.pmap`` takes none itself, so the step is then compiled ahead of time, once
+      per argument signature.
 
   Returns:
     ``f(state_g, state_d, batch, key)``; ``batch`` leaves are ``[local_devices, ...]``
@@ -272,6 +276,8 @@ def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,
   mapped = jax.pmap(per_device, axis_name=axis_name, in_axes=in_axes,
                     out_axes=(None, None, None), donate_argnums=(0, 1) if donate else (),
                     devices=None if devices is None else list(devices))
+  if compiler_options:
+    mapped = _compiled_per_signature(mapped, dict(compiler_options))
 
   @functools.wraps(step_fn)
   def run(state_g, state_d, batch, key):
@@ -288,8 +294,23 @@ def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,
   return run
 
 
+def _compiled_per_signature(fn: Callable, compiler_options: dict) -> Callable:
+  """``fn.lower(*args).compile(compiler_options)``, kept per shapes, dtypes and tree."""
+  compiled = {}
+
+  def call(*args):
+    leaves, treedef = jax.tree.flatten(args)
+    signature = (treedef, tuple(jax.typeof(x) for x in leaves))
+    if signature not in compiled:
+      compiled[signature] = fn.lower(*args).compile(compiler_options)
+    return compiled[signature](*args)
+
+  return call
+
+
 def shard_map_step(step_fn: Callable, mesh: Mesh, *, donate: bool = True,
-                   batch_axis: int = 0, data_on_device: bool = False) -> Callable:
+                   batch_axis: int = 0, data_on_device: bool = False,
+                   compiler_options: Mapping[str, Any] | None = None) -> Callable:
   """``jax.jit(jax.shard_map(step_fn))`` over a 1-D mesh.
 
   Args:
@@ -298,6 +319,7 @@ def shard_map_step(step_fn: Callable, mesh: Mesh, *, donate: bool = True,
     donate: donate the state buffers.
     batch_axis: the examples' axis in the batch leaves (1 for ``fuse_steps`` stacks).
     data_on_device: the third argument is a dataset replicated on every device.
+    compiler_options: XLA options for ``jax.jit`` (e.g. ``jaxgan.cpu.compiler_options()``).
 
   Returns:
     ``f(state_g, state_d, batch, key)`` taking the global batch. Host arrays are placed
@@ -310,7 +332,8 @@ def shard_map_step(step_fn: Callable, mesh: Mesh, *, donate: bool = True,
   mapped = jax.jit(
       jax.shard_map(step_fn, mesh=mesh, in_specs=(P(), P(), batch_spec, P()),
                     out_specs=(P(), P(), P())),
-      donate_argnums=(0, 1) if donate else ())
+      donate_argnums=(0, 1) if donate else (),
+      compiler_options=dict(compiler_options) if compiler_options else None)
   replicated = NamedSharding(mesh, P())
   batch_sharding = NamedSharding(mesh, batch_spec)
 

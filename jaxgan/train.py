@@ -41,8 +41,8 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxgan import checkpoint as ckpt_lib
+from jaxgan import cpu, evaluate, models, parallel
 from jaxgan import data as data_lib
-from jaxgan import evaluate, models, parallel
 from jaxgan import losses as losses_lib
 from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import generate, make_train_step
@@ -77,6 +77,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.999  # generator EMA (0: off)
   c.compute_dtype = "float32"  # float32 | bfloat16 (mixed precision: params stay float32)
   c.upsample = "auto"  # DCGAN generator: auto | transpose | subpixel (the same function)
+  c.cpu_conv_kernels = "xla"  # on a CPU: xla | jaxlib (jaxgan.cpu; the same function)
   c.lr_g = 2e-4
   c.lr_d = 2e-4
   c.b1 = 0.5
@@ -125,6 +126,8 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
        f"got {out.compute_dtype!r}"),
       (out.upsample in models.UPSAMPLE_METHODS, f"upsample must be one of "
        f"{models.UPSAMPLE_METHODS}, got {out.upsample!r}"),
+      (out.cpu_conv_kernels in cpu.CONV_KERNELS, f"cpu_conv_kernels must be one of "
+       f"{cpu.CONV_KERNELS}, got {out.cpu_conv_kernels!r}"),
       (out.steps >= -1, f"steps must be >= 0, or -1 for auto; got {out.steps}"),
       (out.full_steps >= 0 and out.cpu_steps >= 0, "full_steps and cpu_steps must be >= 0"),
       (out.eval_every >= 0, f"eval_every must be >= 0 (0: off), got {out.eval_every}"),
@@ -512,11 +515,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
       G, D, config.loss, n_critic=config.n_critic, gp_weight=config.gp_weight,
       r1_weight=config.r1_weight, clip=config.clip or None, ema_decay=config.ema_decay or None,
       axis_name=parallel.AXIS)
+  options = cpu.compiler_options(config.cpu_conv_kernels)
   if config.parallel == "pmap":
-    step_fn = parallel.pmap_step(train_step, devices=pmap_devices)
+    step_fn = parallel.pmap_step(train_step, devices=pmap_devices, compiler_options=options)
     place = functools.partial(parallel.split_batch, devices=pmap_devices)
   else:
-    step_fn = parallel.shard_map_step(train_step, mesh)
+    step_fn = parallel.shard_map_step(train_step, mesh, compiler_options=options)
     place = functools.partial(parallel.shard_batch, mesh=mesh)
 
   logs = _Logs(workdir, start_step)

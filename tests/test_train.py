@@ -244,6 +244,8 @@ def test_bad_config_is_refused_before_anything_runs(blobs, tmp_path):
     train.train_and_evaluate(tiny(blobs, model="resnet"), str(tmp_path))
   with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16'\)"):
     train.train_and_evaluate(tiny(blobs, compute_dtype="float16"), str(tmp_path))
+  with pytest.raises(ValueError, match=r"cpu_conv_kernels must be one of \('xla', 'jaxlib'\)"):
+    train.train_and_evaluate(tiny(blobs, cpu_conv_kernels="mkl"), str(tmp_path))
   with pytest.raises(ValueError, match="batch_size=30 does not divide over 8 devices"):
     train.train_and_evaluate(tiny(blobs, batch_size=30), str(tmp_path))
   assert not os.path.exists(tmp_path / "checkpoints")
