@@ -23,6 +23,7 @@ import numpy as np
 import optax
 from flax import serialization
 
+from jaxgan import cpu
 from jaxgan import data as data_lib
 
 
@@ -103,7 +104,7 @@ def train_classifier(source, *, steps: int = 1500, batch_size: int = 128, seed: 
   params = model.init(jax.random.key(seed), jnp.zeros((1, *source.image_shape)))["params"]
   opt_state = tx.init(params)
 
-  @jax.jit
+  @functools.partial(jax.jit, compiler_options=cpu.compiler_options())
   def step(params, opt_state, images, labels):
     def loss_fn(params):
       logits, _ = model.apply({"params": params}, images)
@@ -162,10 +163,13 @@ def load_classifier(source, cache_dir: str | None = None, log=print, steps: int 
   return model, params
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _classify(model, params, images):
-  logits, features = model.apply({"params": params}, images)
-  return jnp.argmax(logits, -1), features
+@functools.cache
+def _classify_fn(model):
+  def apply(params, images):
+    logits, features = model.apply({"params": params}, images)
+    return jnp.argmax(logits, -1), features
+
+  return jax.jit(apply, compiler_options=cpu.compiler_options())
 
 
 def classify(model: Classifier, params: dict, images, batch_size: int = 1000
@@ -178,7 +182,7 @@ def classify(model: Classifier, params: dict, images, batch_size: int = 1000
     n = len(chunk)
     if n < batch_size and len(images) > batch_size:  # pad: one compiled shape
       chunk = np.concatenate([chunk, np.zeros((batch_size - n, *chunk.shape[1:]), np.float32)])
-    p, f = jax.device_get(_classify(model, params, chunk))
+    p, f = jax.device_get(_classify_fn(model)(params, chunk))
     preds.append(p[:n])
     feats.append(f[:n])
   return np.concatenate(preds), np.concatenate(feats).astype(np.float64)
