@@ -1,6 +1,6 @@
 r"""GFLOP/s of the DCGAN's convolutions alone: XLA (through JAX) against PyTorch.
 
-  python benchmarks/conv_layers.py [--batch=64]
+  python benchmarks/conv_layers.py [--batch=64] [--conv_kernels=jaxlib]
   XLA_FLAGS=--xla_cpu_experimental_ynn_fusion_type=dot,eltwise,reduce \
       python benchmarks/conv_layers.py      # an XLA:CPU option, for comparison
 
@@ -12,6 +12,9 @@ and the discriminator's two 5x5 stride-2 convolutions. Each figure is
 same count for both frameworks) for the forward pass, and ``3x`` that work over the time
 of forward plus backward (input and weight gradients). This is what separates the
 frameworks' step times on a CPU: the same convolution, different kernels.
+
+The XLA columns compile with ``jaxgan.cpu.compiler_options(--conv_kernels)``: ``xla`` (the
+default, what jaxgan's training loop uses) or ``jaxlib`` (this jaxlib's own choice).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import argparse
 import jax
 import jax.numpy as jnp
 from timing import median_seconds
+
+import jaxgan
 
 # name, spatial size, in channels, out channels, kernel, stride
 LAYERS = (
@@ -41,7 +46,10 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=7)
+  parser.add_argument("--conv_kernels", default="xla", choices=jaxgan.cpu.CONV_KERNELS)
   args = parser.parse_args()
+  options = jaxgan.cpu.compiler_options(args.conv_kernels)
+  print(f"XLA compiler options: {options}")
   try:
     import torch
   except ImportError:
@@ -60,8 +68,9 @@ def main():
       return jax.lax.conv_general_dilated(x, w, (s, s), "SAME",
                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    fwd = jax.jit(conv)
-    both = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w) ** 2), argnums=(0, 1)))
+    fwd = jax.jit(conv, compiler_options=options)
+    both = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w) ** 2), argnums=(0, 1)),
+                   compiler_options=options)
     t_f = jax_seconds(fwd, (x, w), args.repeats)
     t_b = jax_seconds(both, (x, w), args.repeats)
     line = f"{name:<32} {gflop:>6.2f} {gflop / t_f:>8.0f} {3 * gflop / t_b:>8.0f}"

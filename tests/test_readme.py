@@ -5,13 +5,16 @@ import re
 
 import jax
 import numpy as np
+import optax
+
+import jaxgan
 
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_readme_python_blocks_run(capsys):
   blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-  assert len(blocks) == 4, "update the checks below when the README's examples change"
+  assert len(blocks) == 5, "update the checks below when the README's examples change"
   ns: dict = {}
 
   exec(compile(blocks[0], str(README), "exec"), ns)  # noqa: S102  create, jit, one step
@@ -32,3 +35,12 @@ def test_readme_python_blocks_run(capsys):
   assert int(ns["g2"].step) == 1 and ns["g2"].params["Dense_0"]["kernel"].ndim == 2
   lr = ns["state_d"].opt_state.hyperparams["learning_rate"]
   np.testing.assert_allclose(lr, [1e-4, 2e-4, 4e-4, 8e-4], rtol=1e-6)
+
+  exec(compile(blocks[4], str(README), "exec"), ns)  # noqa: S102  the CPU compiler options
+  G, D = ns["G"], ns["D"]  # the sweep block's MLP pair
+  tx = optax.adam(2e-4, b1=0.5)
+  sg, sd = jaxgan.create_states(jax.random.key(0), G, D, tx, tx, latent_dim=100,
+                                image_shape=(28, 28, 1))
+  x = np.asarray(jax.random.uniform(jax.random.key(1), (8, 28, 28, 1), minval=-1, maxval=1))
+  sg, sd, metrics = ns["step"](sg, sd, {"image": x}, jax.random.key(2))
+  assert int(sg.step) == 1 and np.isfinite(float(metrics["d_loss"]))
