@@ -3,7 +3,7 @@
 jaxlib 0.10 hands each convolution to YNNPACK on the CPU (XLA's
 ``xla_cpu_experimental_ynn_fusion_type`` includes ``individual_convolution`` by default).
 On the 2-core AMD EPYC (AVX2) development machine XLA's own convolution kernels are faster
-for every DCGAN layer, and the whole DCGAN step is about 1.2x faster without the YNNPACK
+for every DCGAN layer, and the whole DCGAN step is 1.26x faster without the YNNPACK
 convolutions (BUILD_NOTES.md, "Step throughput against PyTorch"). ``compiler_options``
 gives the option that keeps YNNPACK for dots and reductions and leaves convolutions to
 XLA; it changes the kernels, not the function (results agree to float32 rounding, tested).
@@ -13,7 +13,7 @@ Use it where you compile a step yourself::
     step = jax.jit(train_step, compiler_options=jaxgan.cpu.compiler_options())
 
 The training loop does this itself (config ``cpu_conv_kernels``). The choice is measured on
-one kind of CPU; ``python benchmarks/step_throughput.py --variants=jax,jax_ynn_conv``
+one kind of CPU; ``python benchmarks/step_throughput.py --variants=jax,jax_jaxlib_conv``
 compares both on yours.
 """
 
