@@ -31,13 +31,12 @@ WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_R
 _YNN_FUSION_KIND = '"kind":"__ynn_fusion"'  # in a compiled module's text
 
 
-def compiler_options(conv_kernels: str = "xla", backend: str | None = None) -> dict[str, str]:
-  """XLA compiler options for a training step on ``backend`` (default: JAX's default).
+def compiler_options(conv_kernels: str = "xla") -> dict[str, str]:
+  """XLA compiler options for a training step on JAX's default backend.
 
   Args:
     conv_kernels: ``"xla"``: convolutions by XLA's own kernels (faster on the CPUs measured
       here); ``"jaxlib"``: leave this jaxlib's choice alone.
-    backend: ``"cpu"``, ``"gpu"``, ``"tpu"``; only a CPU default backend gets options.
 
   Returns:
     A dict for ``jax.jit(..., compiler_options=...)`` (or ``Lowered.compile``). Empty
@@ -50,7 +49,7 @@ def compiler_options(conv_kernels: str = "xla", backend: str | None = None) -> d
   """
   if conv_kernels not in CONV_KERNELS:
     raise ValueError(f"conv_kernels must be one of {CONV_KERNELS}, got {conv_kernels!r}.")
-  if conv_kernels == "jaxlib" or (backend or jax.default_backend()) != "cpu":
+  if conv_kernels == "jaxlib" or jax.default_backend() != "cpu":
     return {}
   if YNN_FUSION_TYPE in os.environ.get("XLA_FLAGS", ""):
     return {}
@@ -61,7 +60,7 @@ def compiler_options(conv_kernels: str = "xla", backend: str | None = None) -> d
 def _without_ynn_convolutions() -> tuple[tuple[str, str], ...]:
   """The option, if this jaxlib sends a convolution to YNNPACK and accepts the option.
 
-  Probed on the default backend (only asked for when that is the CPU).
+  Probed on the default backend, which ``compiler_options`` has checked is the CPU.
   """
   x = jax.ShapeDtypeStruct((8, 14, 14, 32), jnp.float32)
   w = jax.ShapeDtypeStruct((5, 5, 32, 64), jnp.float32)
