@@ -7,6 +7,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import pytest
 
 from jaxgan import models
 
@@ -38,6 +39,24 @@ def test_model_flops_agree_with_xla_cost_analysis():
     assert flops["G"] <= g <= 1.01 * flops["G"], (width, g, flops["G"])
 
 
+def test_executed_flops_count_every_tap_the_program_runs():
+  # By hand, per image at width 1, 2 x multiply-adds of every tap at every output position.
+  dense_g = 100 * 7 * 7 * 256
+  conv_s1 = 7 * 7 * 5 * 5 * 256 * 128        # 5x5 at 7x7, 'SAME': all 25 taps everywhere
+  d = 2 * (14 * 14 * 5 * 5 * 1 * 64 + 7 * 7 * 5 * 5 * 64 * 128 + 7 * 7 * 128)
+  # Sub-pixel: a 3x3 kernel with 4 phases of out channels at the input's resolution.
+  subpixel = 2 * (dense_g + conv_s1 + 7 * 7 * 3 * 3 * 128 * 4 * 64 + 14 * 14 * 3 * 3 * 64 * 4)
+  # Transposed: every tap at every output pixel of the zero-dilated input.
+  transpose = 2 * (dense_g + conv_s1 + 14 * 14 * 5 * 5 * 128 * 64 + 28 * 28 * 5 * 5 * 64)
+  for upsample, g in (("subpixel", subpixel), ("transpose", transpose)):
+    flops = step_throughput.executed_flops(1.0, upsample)
+    assert (flops["G"], flops["D"]) == (g, d), upsample
+    assert flops["step"] == 4 * g + 8 * d
+  # More than the useful count, which leaves out the padding.
+  assert step_throughput.executed_flops(1.0, "subpixel")["step"] > 1.3 * (
+      step_throughput.model_flops(1.0)["step"])
+
+
 def test_step_throughput_runs_and_reports_every_variant(tmp_path):
   out = tmp_path / "r.json"
   cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "step_throughput.py"), "--batch=8",
@@ -53,4 +72,7 @@ def test_step_throughput_runs_and_reports_every_variant(tmp_path):
     assert r["images_per_s"] > 0
     assert abs(r["images_per_s"] * r["ms_per_step"] / 1e3 - 8) < 1e-6  # batch / time
   assert result["info"]["params"] > 0 and result["info"]["jax_matmul_gflops"] > 0
+  info = result["info"]
+  assert info["floor_ms_per_step"] == pytest.approx(
+      1e3 * 8 * info["executed_gflop_per_image_step"] / info["jax_matmul_gflops"])
   assert "jax_bf16_k" in proc.stdout  # the printed table
