@@ -28,6 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan import cpu
 from jaxgan import losses as losses_lib
 from jaxgan.state import NetState, _as_key, _shape_str, logits_shape_error
 
@@ -301,11 +302,17 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
   return train_step
 
 
-@functools.partial(jax.jit, static_argnames=("G", "num", "use_ema"))
-def _generate_jit(G, state_g, key, num, use_ema, offset):
+def _generate(G, state_g, key, num, use_ema, offset):
   z = sample_latent(key, num, state_g.input_shape[0], offset)
   params = state_g.ema_params if use_ema and state_g.ema_params is not None else state_g.params
   return G.apply(state_g.variables(params), z, train=False)
+
+
+@functools.cache
+def _generate_jit():
+  # Built on first use, not at import: the CPU options probe the backend by compiling.
+  return jax.jit(_generate, static_argnames=("G", "num", "use_ema"),
+                 compiler_options=cpu.compiler_options())
 
 
 def generate(G: nn.Module, state_g: NetState, key: jax.Array, num: int, *,
@@ -325,4 +332,4 @@ def generate(G: nn.Module, state_g: NetState, key: jax.Array, num: int, *,
   Returns:
     ``[num, *image_shape]``.
   """
-  return _generate_jit(G, state_g, _as_key(key), int(num), bool(use_ema), jnp.int32(offset))
+  return _generate_jit()(G, state_g, _as_key(key), int(num), bool(use_ema), jnp.int32(offset))
