@@ -120,7 +120,9 @@ def _jaxpr_flops(jaxpr) -> float:
       (contract, _), _ = eqn.params["dimension_numbers"]
       lhs = eqn.invars[0].aval
       total += 2.0 * eqn.outvars[0].aval.size * np.prod([lhs.shape[d] for d in contract])
-    for value in eqn.params.values():  # nested jaxprs: pjit, custom_jvp, cond branches
+    # Nested jaxprs (pjit, custom_jvp). A cond's branches would all be added up; the
+    # DCGAN pair has none.
+    for value in eqn.params.values():
       for inner in value if isinstance(value, tuple | list) else (value,):
         inner = getattr(inner, "jaxpr", inner)  # ClosedJaxpr -> Jaxpr
         if hasattr(inner, "eqns"):
@@ -136,7 +138,9 @@ def executed_flops(width: float, upsample: str) -> dict[str, float]:
   per channel pair, 841 of them on the image) and the zero taps of the sub-pixel kernel
   (9 per phase where a 5x5 stride-2 kernel has 6.25 on average). Divided by the matmul
   peak it gives the fastest a step could run if every multiply-add ran at that peak and
-  everything else were free.
+  everything else were free. A transposed convolution (``upsample="transpose"``, the
+  choice of ``"auto"`` off the CPU) counts as XLA:CPU runs it, over the zero-dilated
+  input; cuDNN skips those zeros, so on a GPU that floor is too high.
   """
   G = models.DCGANGenerator(width=width, upsample=upsample)
   D = models.DCGANDiscriminator(width=width, dropout=0.0)
