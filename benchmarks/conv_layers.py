@@ -15,6 +15,11 @@ frameworks' step times on a CPU: the same convolution, different kernels.
 
 The XLA columns compile with ``jaxgan.cpu.compiler_options(--conv_kernels)``: ``xla`` (the
 default, what jaxgan's training loop uses) or ``jaxlib`` (this jaxlib's own choice).
+
+The last two rows are the 32x32 (CIFAR-10) pair's layers whose kernel outsizes the map
+(G's input, D's output). XLA swaps such a convolution's operands and runs it far slower;
+the models use ``jaxgan.models.layers.conv_general_dilated``, which avoids that, and so
+does this benchmark unless ``--plain_lax`` times ``jax.lax.conv_general_dilated``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ LAYERS = (
     ("G sub-pixel 3x3 128->4*64 @7x7", 7, 128, 256, 3, 1),
     ("D 5x5 s2 64->128 @14x14", 14, 64, 128, 5, 2),
     ("D 5x5 s2 1->64 @28x28", 28, 1, 64, 5, 2),
+    # The 32x32 (CIFAR-10) pair: a kernel larger than the map (see --plain_lax).
+    ("G32 5x5 s1 512->256 @4x4", 4, 512, 256, 5, 1),
+    ("D32 5x5 s2 128->256 @8x8", 8, 128, 256, 5, 2),
 )
 
 
@@ -47,9 +55,14 @@ def main():
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=7)
   parser.add_argument("--conv_kernels", default="xla", choices=jaxgan.cpu.CONV_KERNELS)
+  parser.add_argument("--plain_lax", action="store_true",
+                      help="time jax.lax.conv_general_dilated instead of jaxgan's "
+                      "(jaxgan.models.layers.conv_general_dilated, what the models run)")
   args = parser.parse_args()
   options = jaxgan.cpu.compiler_options(args.conv_kernels)
-  print(f"XLA compiler options: {options}")
+  conv_fn = (jax.lax.conv_general_dilated if args.plain_lax
+             else jaxgan.models.layers.conv_general_dilated)
+  print(f"XLA compiler options: {options}; convolution: {conv_fn.__module__}")
   try:
     import torch
   except ImportError:
@@ -65,8 +78,7 @@ def main():
     w = jax.random.normal(jax.random.key(1), (k, k, cin, cout))
 
     def conv(x, w, s=s):
-      return jax.lax.conv_general_dilated(x, w, (s, s), "SAME",
-                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      return conv_fn(x, w, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     fwd = jax.jit(conv, compiler_options=options)
     both = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w) ** 2), argnums=(0, 1)),

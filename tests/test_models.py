@@ -204,3 +204,70 @@ def test_bfloat16_compute_keeps_float32_params_statistics_and_outputs():
   assert float(jnp.abs(img16 - img32).max()) > 0  # it did compute in bfloat16
   np.testing.assert_allclose(log16, log32, atol=0.1)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=0.05, atol=0.02), bn16, bn32)
+
+
+# (input H, W, kernel, stride, padding): kernels larger than the input or the output, which
+# XLA would run with swapped operands, and padding of every kind.
+_SWAP_PRONE = [(4, 4, 5, 1, "SAME"), (8, 8, 5, 2, "SAME"), (4, 4, 5, 2, "SAME"),
+               (3, 5, 4, 1, "SAME"), (5, 4, 6, 3, "SAME"), (4, 4, 5, 1, ((1, 3), (2, 0))),
+               (6, 6, 5, 2, "VALID"), (2, 2, 3, 1, ((5, 1), (0, 4)))]
+
+
+@pytest.mark.parametrize("h,w,k,s,padding", _SWAP_PRONE)
+def test_conv_general_dilated_equals_lax_with_gradients(h, w, k, s, padding):
+  from jaxgan.models.layers import conv_general_dilated
+
+  x = jax.random.normal(jax.random.key(0), (2, h, w, 3))
+  kernel = jax.random.normal(jax.random.key(1), (k, k, 3, 4))
+
+  def ref(x, kernel):
+    return jax.lax.conv_general_dilated(x, kernel, (s, s), padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  def ours(x, kernel):
+    return conv_general_dilated(x, kernel, (s, s), padding,
+                                dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+  assert "optimization_barrier" in str(jax.make_jaxpr(ours)(x, kernel))  # the rewrite ran
+  np.testing.assert_allclose(ours(x, kernel), ref(x, kernel), atol=1e-4)
+  cot = jax.random.normal(jax.random.key(2), ref(x, kernel).shape)
+  for got, want in zip(jax.grad(lambda *a: jnp.sum(ours(*a) * cot), argnums=(0, 1))(x, kernel),
+                       jax.grad(lambda *a: jnp.sum(ref(*a) * cot), argnums=(0, 1))(x, kernel),
+                       strict=True):
+    np.testing.assert_allclose(got, want, atol=1e-4)
+
+  # Second order, as a gradient penalty takes it: d/dkernel |d sum tanh(conv) / dx|^2.
+  def penalty_grad(conv):
+    return jax.grad(lambda kn: jnp.sum(
+        jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, kn))))(x) ** 2))(kernel)
+
+  np.testing.assert_allclose(penalty_grad(ours), penalty_grad(ref), rtol=1e-4, atol=1e-3)
+  # Mapped over a member axis of kernels, as jaxgan.sweep maps a step.
+  kernels = jnp.stack([kernel, 2 * kernel])
+  np.testing.assert_allclose(jax.vmap(ours, (None, 0))(x, kernels),
+                             jax.vmap(ref, (None, 0))(x, kernels), atol=1e-3)
+
+
+def test_dcgan_32x32_gradients_compile_without_swapped_convolutions(monkeypatch):
+  # XLA marks a convolution it ran with swapped operands by reversing its window
+  # (rhs_reversal); XLA:CPU runs those 50-100x slower (BUILD_NOTES). The 32x32 pair has a
+  # 5x5 kernel on G's 4x4 map and a 4x4 output of D's last 5x5 stride-2 layer.
+  G = models.DCGANGenerator(image_shape=(32, 32, 3), width=0.125)
+  D = models.DCGANDiscriminator(width=0.125, dropout=0.0)
+  z, x = jnp.zeros((2, 8)), jnp.zeros((2, 32, 32, 3))
+  gv, dv = G.init(jax.random.key(0), z), D.init(jax.random.key(1), x)
+
+  def g_loss(params):
+    images, _ = G.apply({**gv, "params": params}, z, mutable=["batch_stats"])
+    return jnp.sum(images ** 2)
+
+  def d_loss(params, x):
+    return jnp.sum(D.apply({"params": params}, x))
+
+  texts = [jax.jit(jax.grad(g_loss)).lower(gv["params"]).compile().as_text(),
+           jax.jit(jax.grad(d_loss, argnums=(0, 1))).lower(dv["params"], x).compile().as_text()]
+  assert all("convolution(" in t and "rhs_reversal" not in t for t in texts)
+  # Off the CPU the models use lax.conv_general_dilated unchanged.
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  jaxpr = str(jax.make_jaxpr(lambda p, x: D.apply({"params": p}, x))(dv["params"], x))
+  assert "optimization_barrier" not in jaxpr and "conv_general_dilated" in jaxpr

@@ -25,7 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgan.models.layers import ExampleDropout, UpConv
+from jaxgan.models.layers import ExampleDropout, UpConv, conv_general_dilated
 
 
 def num_stages(height: int, width: int) -> int:
@@ -144,7 +144,9 @@ class DCGANDiscriminator(nn.Module):
 
     for i in range(k):
       channels = max(1, int(round(64 * 2**i * self.width)))
-      x = layer(nn.Conv(channels, (5, 5), strides=(2, 2), padding="SAME", dtype=self.dtype), x)
+      conv = nn.Conv(channels, (5, 5), strides=(2, 2), padding="SAME", dtype=self.dtype,
+                     conv_general_dilated=conv_general_dilated)
+      x = layer(conv, x)
       x = nn.leaky_relu(x, self.negative_slope)
       if self.dropout > 0:
         x = ExampleDropout(self.dropout, axis_name=self.axis_name)(x, deterministic=not train)

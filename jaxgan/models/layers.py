@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,95 @@ class ExampleDropout(nn.Module):
     keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
     keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
     return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding,
+                         lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count: int = 1, batch_group_count: int = 1,
+                         precision=None, preferred_element_type=None) -> jax.Array:
+  """``lax.conv_general_dilated`` that XLA:CPU does not turn into its slow form.
+
+  XLA's algebraic simplifier swaps a convolution's operands when the kernel's spatial
+  size (product over the spatial axes) exceeds the input's: a 5x5 kernel on a 4x4 map,
+  as in the 32x32 DCGAN's first generator layer, or in the input gradient of a 5x5
+  stride-2 layer whose output is 4x4. XLA:CPU runs the swapped form (the input as the
+  window, batch and features exchanged) 50-100x slower than the plain one. Here such a
+  convolution pads its input first, behind ``lax.optimization_barrier`` so that XLA
+  cannot fold the padding back in, and runs a 'VALID' convolution, whose input is then
+  at least as large as the kernel; its gradient (a custom VJP) does the same for the
+  input gradient. The result is the same function.
+
+  It applies on the CPU backend, to 2-D NHWC/HWIO convolutions without dilation or
+  groups whose kernel outsizes the input or the output; everything else goes straight
+  to ``lax.conv_general_dilated``. The signature is that one, so it can be given to
+  ``nn.Conv(conv_general_dilated=...)``.
+  """
+  plain = functools.partial(
+      jax.lax.conv_general_dilated, lhs, rhs, window_strides, padding, lhs_dilation,
+      rhs_dilation, dimension_numbers, feature_group_count, batch_group_count, precision,
+      preferred_element_type)
+  if (jax.default_backend() != "cpu" or lhs.ndim != 4 or feature_group_count != 1
+      or batch_group_count != 1 or preferred_element_type is not None
+      or any(d is not None and tuple(d) != (1, 1) for d in (lhs_dilation, rhs_dilation))
+      or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+      != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+    return plain()
+  kh, kw = rhs.shape[:2]
+  strides = tuple(int(s) for s in window_strides)
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], (kh, kw), strides, padding)
+  pads = tuple((int(lo), int(hi)) for lo, hi in padding)
+  out_hw = [(n + lo + hi - k) // s + 1
+            for n, (lo, hi), k, s in zip(lhs.shape[1:3], pads, (kh, kw), strides, strict=True)]
+  if kh * kw <= min(lhs.shape[1] * lhs.shape[2], out_hw[0] * out_hw[1]):
+    return plain()  # XLA keeps the operands, forward and backward
+  return _unswapped_conv(lhs, rhs, strides, pads, precision)
+
+
+def _valid_conv(x, w, strides, precision):
+  return jax.lax.conv_general_dilated(x, w, strides, "VALID", dimension_numbers=_NHWC,
+                                      precision=precision)
+
+
+def _padded(x, pads):
+  """``x`` padded on H and W, materialised: XLA does not fold it into a convolution."""
+  return jax.lax.optimization_barrier(jnp.pad(x, ((0, 0), *pads, (0, 0))))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _unswapped_conv(x, w, strides, pads, precision):
+  return _valid_conv(_padded(x, pads), w, strides, precision)
+
+
+def _unswapped_conv_fwd(x, w, strides, pads, precision):
+  xp = _padded(x, pads)
+  return _valid_conv(xp, w, strides, precision), (xp, w)
+
+
+def _unswapped_conv_bwd(strides, pads, precision, residuals, dy):
+  xp, w = residuals
+  # Weight gradient: XLA's own transpose; its input (xp) outsizes its window (dy).
+  _, vjp_w = jax.vjp(lambda w: _valid_conv(xp, w, strides, precision), w)
+  (dw,) = vjp_w(dy)
+  # Input gradient: dx[i] = sum_t dyd[i + lo - t] w[t], with dyd = dy dilated by the
+  # strides, i.e. a 'VALID' correlation of dyd, padded by k - 1 - lo before and to the
+  # input's size after, with the flipped kernel. Padding materialised, as above; negative
+  # padding (lo > k - 1) crops.
+  config = [(0, 0, 0)]
+  for n_padded, (lo, hi), n_out, k, s in zip(xp.shape[1:3], pads, dy.shape[1:3], w.shape[:2],
+                                             strides, strict=True):
+    n_in = n_padded - lo - hi
+    config.append((k - 1 - lo, n_in + lo - (n_out - 1) * s - 1, s - 1))
+  config.append((0, 0, 0))
+  dyp = jax.lax.optimization_barrier(jax.lax.pad(dy, jnp.zeros((), dy.dtype), config))
+  dx = _valid_conv(dyp, jnp.flip(w, (0, 1)).swapaxes(2, 3), (1, 1), precision)
+  return dx, dw
+
+
+_unswapped_conv.defvjp(_unswapped_conv_fwd, _unswapped_conv_bwd)
 
 
 UPSAMPLE_METHODS = ("auto", "transpose", "subpixel")
@@ -124,7 +214,12 @@ class UpConv(nn.Module):
     method = self.method
     if method == "auto":
       method = "subpixel" if jax.default_backend() == "cpu" else "transpose"
-    if method == "transpose" or tuple(self.strides) == (1, 1):
+    if tuple(self.strides) == (1, 1):
+      # lax.conv_transpose at stride 1 is a convolution with its 'SAME' padding.
+      pads = [(conv_transpose_same_pad(k, 1), k - 1 - conv_transpose_same_pad(k, 1))
+              for k in (kh, kw)]
+      return conv_general_dilated(x, kernel, (1, 1), pads, dimension_numbers=_NHWC)
+    if method == "transpose":
       return jax.lax.conv_transpose(x, kernel, tuple(self.strides), "SAME")
     (sh, sw), c = self.strides, self.features
     taps_h, low_h, high_h = _subpixel_taps(kh, sh)
@@ -134,9 +229,8 @@ class UpConv(nn.Module):
     sub = padded[taps_h[:, :, None, None], taps_w[None, None, :, :]]
     sub = sub.transpose(1, 3, 4, 0, 2, 5).reshape(
         taps_h.shape[1], taps_w.shape[1], x.shape[-1], sh * sw * c)
-    y = jax.lax.conv_general_dilated(
-        x, sub, (1, 1), ((-low_h, high_h), (-low_w, high_w)),
-        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = conv_general_dilated(x, sub, (1, 1), ((-low_h, high_h), (-low_w, high_w)),
+                             dimension_numbers=_NHWC)
     b, h, w, _ = y.shape
     y = y.reshape(b, h, w, sh, sw, c).transpose(0, 1, 3, 2, 4, 5)
     return y.reshape(b, h * sh, w * sw, c)
