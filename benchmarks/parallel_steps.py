@@ -11,7 +11,9 @@ every local device). Modes: ``1/call`` (a batch already on the device per call),
 uint8 dataset held on the device). Host-to-device transfer of batches is left out of the
 first two on purpose: the data benchmark measures the input pipeline.
 Each figure is the median of ``--repeats`` timings of ``--calls`` calls after a warm-up
-call (compilation excluded), closed by ``block_until_ready``.
+call (compilation excluded), closed by ``block_until_ready``. Every composition compiles
+with ``jaxgan.cpu.compiler_options()``, as the training loop does. ``--image=32,32,3``
+times the CIFAR-10-sized pair.
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from jaxgan import models, parallel
 
 
 def build(axis, args):
-  G = models.DCGANGenerator(width=args.width, axis_name=axis)
+  G = models.DCGANGenerator(image_shape=args.image, width=args.width, axis_name=axis)
   D = models.DCGANDiscriminator(width=args.width, axis_name=axis)
   tx = optax.adam(2e-4, b1=0.5)
   state_g, state_d = jaxgan.create_states(jax.random.key(0), G, D, tx, tx, latent_dim=100,
-                                          image_shape=(28, 28, 1))
+                                          image_shape=args.image)
   return state_g, state_d, jaxgan.make_train_step(G, D, args.loss, axis_name=axis)
 
 
@@ -60,17 +62,21 @@ def main():
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--width", type=float, default=1.0, help="DCGAN width multiplier")
   parser.add_argument("--loss", default="non_saturating")
+  parser.add_argument("--image", default="28,28,1",
+                      help="H,W,C of the DCGAN pair's images (32,32,3: the CIFAR-10 size)")
   parser.add_argument("--dataset_size", type=int, default=60_000)
   parser.add_argument("--compositions", default="jit,pmap,shard_map")
   parser.add_argument("--out", default="", help="write the results as JSON here")
   args = parser.parse_args()
+  args.image = tuple(int(n) for n in args.image.split(","))
+  options = jaxgan.cpu.compiler_options()  # as the training loop compiles its step
 
   devices = jax.local_devices()
   n = len(devices)
   key, data_key = jax.random.key(1), jax.random.key(2)
   rng = np.random.default_rng(0)
-  host = rng.uniform(-1, 1, (args.k, args.batch, 28, 28, 1)).astype(np.float32)
-  dataset = {"image": rng.integers(0, 256, (args.dataset_size, 28, 28, 1), dtype=np.uint8)}
+  host = rng.uniform(-1, 1, (args.k, args.batch, *args.image)).astype(np.float32)
+  dataset = {"image": rng.integers(0, 256, (args.dataset_size, *args.image), dtype=np.uint8)}
   mesh = parallel.data_mesh()
 
   rows = []
@@ -91,15 +97,15 @@ def main():
         batch, batch_axis = dataset, None
       on_device = batch_axis is None
       if comp == "jit":
-        fn = jax.jit(fn_dev, donate_argnums=(0, 1))
+        fn = jax.jit(fn_dev, donate_argnums=(0, 1), compiler_options=options)
         batch = jax.device_put(batch)
       elif comp == "pmap":
-        fn = parallel.pmap_step(fn_dev, data_on_device=on_device)
+        fn = parallel.pmap_step(fn_dev, data_on_device=on_device, compiler_options=options)
         if not on_device:
           batch = parallel.split_batch(batch, batch_axis=batch_axis)
       else:
         fn = parallel.shard_map_step(fn_dev, mesh, data_on_device=on_device,
-                                     batch_axis=batch_axis or 0)
+                                     batch_axis=batch_axis or 0, compiler_options=options)
         batch = (parallel.replicate(batch, mesh) if on_device
                  else parallel.shard_batch(batch, mesh, batch_axis))
       seconds = time_calls(fn, state_g, state_d, batch, key, args.calls, args.repeats)
