@@ -210,7 +210,8 @@ def test_bfloat16_compute_keeps_float32_params_statistics_and_outputs():
 # XLA would run with swapped operands, and padding of every kind.
 _SWAP_PRONE = [(4, 4, 5, 1, "SAME"), (8, 8, 5, 2, "SAME"), (4, 4, 5, 2, "SAME"),
                (3, 5, 4, 1, "SAME"), (5, 4, 6, 3, "SAME"), (4, 4, 5, 1, ((1, 3), (2, 0))),
-               (6, 6, 5, 2, "VALID"), (2, 2, 3, 1, ((5, 1), (0, 4)))]
+               (6, 6, 5, 2, "VALID"), (2, 2, 3, 1, ((5, 1), (0, 4))),
+               (3, 4, 2, 3, "SAME")]  # a stride above the kernel: phases without taps
 
 
 @pytest.mark.parametrize("h,w,k,s,padding", _SWAP_PRONE)

@@ -64,8 +64,9 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
   window, batch and features exchanged) 50-100x slower than the plain one. Here such a
   convolution pads its input first, behind ``lax.optimization_barrier`` so that XLA
   cannot fold the padding back in, and runs a 'VALID' convolution, whose input is then
-  at least as large as the kernel; its gradient (a custom VJP) does the same for the
-  input gradient. The result is the same function.
+  at least as large as the kernel; its gradient (a custom VJP) computes the input
+  gradient the same way at stride 1 and in sub-pixel form (one stride-1 correlation per
+  output phase) at larger strides. The result is the same function.
 
   It applies on the CPU backend, to 2-D NHWC/HWIO convolutions without dilation or
   groups whose kernel outsizes the input or the output; everything else goes straight
@@ -119,15 +120,15 @@ def _unswapped_conv_bwd(strides, pads, precision, residuals, dy):
   # Weight gradient: XLA's own transpose; its input (xp) outsizes its window (dy).
   _, vjp_w = jax.vjp(lambda w: _valid_conv(xp, w, strides, precision), w)
   (dw,) = vjp_w(dy)
-  # Input gradient: dx[i] = sum_t dyd[i + lo - t] w[t], with dyd = dy dilated by the
-  # strides, i.e. a 'VALID' correlation of dyd, padded by k - 1 - lo before and to the
-  # input's size after, with the flipped kernel. Padding materialised, as above; negative
-  # padding (lo > k - 1) crops.
+  if strides != (1, 1):
+    return _strided_input_grad(dy, w, xp.shape, pads, strides, precision), dw
+  # Input gradient: dx[i] = sum_t dy[i + lo - t] w[t], a 'VALID' correlation of dy,
+  # padded by k - 1 - lo before and to the input's size after, with the flipped kernel.
+  # Padding materialised, as above; negative padding (lo > k - 1) crops.
   config = [(0, 0, 0)]
-  for n_padded, (lo, hi), n_out, k, s in zip(xp.shape[1:3], pads, dy.shape[1:3], w.shape[:2],
-                                             strides, strict=True):
-    n_in = n_padded - lo - hi
-    config.append((k - 1 - lo, n_in + lo - (n_out - 1) * s - 1, s - 1))
+  for n_padded, (lo, hi), n_out, k in zip(xp.shape[1:3], pads, dy.shape[1:3], w.shape[:2],
+                                          strict=True):
+    config.append((k - 1 - lo, n_padded - hi - n_out, 0))
   config.append((0, 0, 0))
   dyp = jax.lax.optimization_barrier(jax.lax.pad(dy, jnp.zeros((), dy.dtype), config))
   dx = _valid_conv(dyp, jnp.flip(w, (0, 1)).swapaxes(2, 3), (1, 1), precision)
@@ -135,6 +136,37 @@ def _unswapped_conv_bwd(strides, pads, precision, residuals, dy):
 
 
 _unswapped_conv.defvjp(_unswapped_conv_fwd, _unswapped_conv_bwd)
+
+
+def _strided_input_grad(dy, w, padded_shape, pads, strides, precision):
+  """Input gradient of a strided 'VALID' convolution of the padded input, sub-pixel style.
+
+  Along one axis, with ``p = i + lo`` the index in the padded input and ``p = s*m + r``,
+  ``dx[i] = sum_j dy[m - j] w[r + s*j]``: output phase ``r`` is a stride-1 correlation
+  of ``dy`` with the taps ``r, r + s, ...`` reversed. Each phase is computed for
+  ``m < M = ceil(padded size / s)``, the phases are interleaved into ``s*M`` positions
+  and the input's ``n`` are cut out at ``lo``. No multiplication by the zeros a
+  stride-dilated gradient would hold.
+  """
+  (sh, sw), (kh, kw) = strides, w.shape[:2]
+  m_h, m_w = -(-padded_shape[1] // sh), -(-padded_shape[2] // sw)
+  wt = w.swapaxes(2, 3)  # [kh, kw, out, in]
+  rows = []
+  for rh in range(sh):
+    cols = []
+    for rw in range(sw):
+      th, tw = np.arange(rh, kh, sh)[::-1], np.arange(rw, kw, sw)[::-1]
+      if th.size == 0 or tw.size == 0:
+        cols.append(jnp.zeros((dy.shape[0], m_h, m_w, w.shape[2]), dy.dtype))
+        continue
+      pad = ((th.size - 1, m_h - dy.shape[1]), (tw.size - 1, m_w - dy.shape[2]))
+      cols.append(conv_general_dilated(dy, wt[th[:, None], tw[None, :]], (1, 1), pad,
+                                       dimension_numbers=_NHWC, precision=precision))
+    rows.append(jnp.stack(cols, axis=3))  # [B, M_h, M_w, sw, C]
+  full = jnp.stack(rows, axis=2)  # [B, M_h, sh, M_w, sw, C]
+  full = full.reshape(dy.shape[0], m_h * sh, m_w * sw, w.shape[2])
+  (lo_h, hi_h), (lo_w, hi_w) = pads
+  return full[:, lo_h:padded_shape[1] - hi_h, lo_w:padded_shape[2] - hi_w]
 
 
 UPSAMPLE_METHODS = ("auto", "transpose", "subpixel")
