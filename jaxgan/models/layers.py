@@ -101,8 +101,10 @@ def _valid_conv(x, w, strides, precision):
 
 
 def _padded(x, pads):
-  """``x`` padded on H and W, materialised: XLA does not fold it into a convolution."""
-  return jax.lax.optimization_barrier(jnp.pad(x, ((0, 0), *pads, (0, 0))))
+  """``x`` padded (negative: cropped) on H and W, materialised: XLA does not fold it into a
+  convolution."""
+  config = [(0, 0, 0), *((lo, hi, 0) for lo, hi in pads), (0, 0, 0)]
+  return jax.lax.optimization_barrier(jax.lax.pad(x, jnp.zeros((), x.dtype), config))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
@@ -120,36 +122,27 @@ def _unswapped_conv_bwd(strides, pads, precision, residuals, dy):
   # Weight gradient: XLA's own transpose; its input (xp) outsizes its window (dy).
   _, vjp_w = jax.vjp(lambda w: _valid_conv(xp, w, strides, precision), w)
   (dw,) = vjp_w(dy)
-  if strides != (1, 1):
-    return _strided_input_grad(dy, w, xp.shape, pads, strides, precision), dw
-  # Input gradient: dx[i] = sum_t dy[i + lo - t] w[t], a 'VALID' correlation of dy,
-  # padded by k - 1 - lo before and to the input's size after, with the flipped kernel.
-  # Padding materialised, as above; negative padding (lo > k - 1) crops.
-  config = [(0, 0, 0)]
-  for n_padded, (lo, hi), n_out, k in zip(xp.shape[1:3], pads, dy.shape[1:3], w.shape[:2],
-                                          strict=True):
-    config.append((k - 1 - lo, n_padded - hi - n_out, 0))
-  config.append((0, 0, 0))
-  dyp = jax.lax.optimization_barrier(jax.lax.pad(dy, jnp.zeros((), dy.dtype), config))
-  dx = _valid_conv(dyp, jnp.flip(w, (0, 1)).swapaxes(2, 3), (1, 1), precision)
-  return dx, dw
+  input_hw = [n - lo - hi for n, (lo, hi) in zip(xp.shape[1:3], pads, strict=True)]
+  return _input_grad(dy, w, input_hw, pads, strides, precision), dw
 
 
 _unswapped_conv.defvjp(_unswapped_conv_fwd, _unswapped_conv_bwd)
 
 
-def _strided_input_grad(dy, w, padded_shape, pads, strides, precision):
-  """Input gradient of a strided 'VALID' convolution of the padded input, sub-pixel style.
+def _input_grad(dy, w, input_hw, pads, strides, precision):
+  """Input gradient of a 'VALID' convolution of the padded input, sub-pixel style.
 
   Along one axis, with ``p = i + lo`` the index in the padded input and ``p = s*m + r``,
-  ``dx[i] = sum_j dy[m - j] w[r + s*j]``: output phase ``r`` is a stride-1 correlation
-  of ``dy`` with the taps ``r, r + s, ...`` reversed. Each phase is computed for
-  ``m < M = ceil(padded size / s)``, the phases are interleaved into ``s*M`` positions
-  and the input's ``n`` are cut out at ``lo``. No multiplication by the zeros a
-  stride-dilated gradient would hold.
+  ``dx[i] = sum_j dy[m - j] w[r + s*j]``: output phase ``r`` is a stride-1 correlation of
+  ``dy`` with the taps ``r, r + s, ...`` reversed, so no multiplication meets the zeros
+  of a stride-dilated gradient. Each phase is computed for the ``m`` that reach the input
+  (from ``lo // s``), the phases are interleaved and the input's ``n`` positions cut out.
+  At stride 1 this is the plain correlation of ``dy`` with the flipped kernel.
   """
+  ranges = [(lo // s, -(-(lo + n) // s) - lo // s)  # (first m, count) per axis
+            for n, (lo, _), s in zip(input_hw, pads, strides, strict=True)]
   (sh, sw), (kh, kw) = strides, w.shape[:2]
-  m_h, m_w = -(-padded_shape[1] // sh), -(-padded_shape[2] // sw)
+  (m0_h, m_h), (m0_w, m_w) = ranges
   wt = w.swapaxes(2, 3)  # [kh, kw, out, in]
   rows = []
   for rh in range(sh):
@@ -159,14 +152,16 @@ def _strided_input_grad(dy, w, padded_shape, pads, strides, precision):
       if th.size == 0 or tw.size == 0:
         cols.append(jnp.zeros((dy.shape[0], m_h, m_w, w.shape[2]), dy.dtype))
         continue
-      pad = ((th.size - 1, m_h - dy.shape[1]), (tw.size - 1, m_w - dy.shape[2]))
+      # Output m reads dy[m - (taps - 1) ... m]: pad dy so that output 0 is m = m0.
+      pad = [(t.size - 1 - m0, m0 + m - dy.shape[axis])
+             for t, m0, m, axis in ((th, m0_h, m_h, 1), (tw, m0_w, m_w, 2))]
       cols.append(conv_general_dilated(dy, wt[th[:, None], tw[None, :]], (1, 1), pad,
                                        dimension_numbers=_NHWC, precision=precision))
     rows.append(jnp.stack(cols, axis=3))  # [B, M_h, M_w, sw, C]
-  full = jnp.stack(rows, axis=2)  # [B, M_h, sh, M_w, sw, C]
-  full = full.reshape(dy.shape[0], m_h * sh, m_w * sw, w.shape[2])
-  (lo_h, hi_h), (lo_w, hi_w) = pads
-  return full[:, lo_h:padded_shape[1] - hi_h, lo_w:padded_shape[2] - hi_w]
+  full = jnp.stack(rows, axis=2).reshape(dy.shape[0], m_h * sh, m_w * sw, w.shape[2])
+  (lo_h, _), (lo_w, _) = pads
+  top, left = lo_h - sh * m0_h, lo_w - sw * m0_w
+  return full[:, top:top + input_hw[0], left:left + input_hw[1]]
 
 
 UPSAMPLE_METHODS = ("auto", "transpose", "subpixel")
@@ -248,8 +243,8 @@ class UpConv(nn.Module):
       method = "subpixel" if jax.default_backend() == "cpu" else "transpose"
     if tuple(self.strides) == (1, 1):
       # lax.conv_transpose at stride 1 is a convolution with its 'SAME' padding.
-      pads = [(conv_transpose_same_pad(k, 1), k - 1 - conv_transpose_same_pad(k, 1))
-              for k in (kh, kw)]
+      lows = [conv_transpose_same_pad(k, 1) for k in (kh, kw)]
+      pads = [(lo, k - 1 - lo) for lo, k in zip(lows, (kh, kw), strict=True)]
       return conv_general_dilated(x, kernel, (1, 1), pads, dimension_numbers=_NHWC)
     if method == "transpose":
       return jax.lax.conv_transpose(x, kernel, tuple(self.strides), "SAME")
