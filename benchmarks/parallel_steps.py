@@ -33,8 +33,8 @@ from jaxgan import models, parallel
 
 
 def build(axis, args):
-  G = models.DCGANGenerator(image_shape=args.image, width=args.width, axis_name=axis)
-  D = models.DCGANDiscriminator(width=args.width, axis_name=axis)
+  G = models.DCGANGenerator(image_shape=args.image, width=args.width)
+  D = models.DCGANDiscriminator(width=args.width)
   tx = optax.adam(2e-4, b1=0.5)
   state_g, state_d = jaxgan.create_states(jax.random.key(0), G, D, tx, tx, latent_dim=100,
                                           image_shape=args.image)

@@ -156,8 +156,7 @@ def _step_axis(step_fn: Callable, axis_name: str) -> None:
     raise ValueError(
         f"The train step was made with axis_name={config.axis_name!r}, but it is being mapped "
         f"over the axis {axis_name!r}. Make it with jaxgan.make_train_step(..., "
-        f"axis_name={axis_name!r}) (and give models with BatchNorm or dropout the same "
-        "axis_name).")
+        f"axis_name={axis_name!r}).")
 
 
 def _unroll(unroll: bool | int | None) -> bool | int:

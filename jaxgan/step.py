@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from jaxgan import cpu
 from jaxgan import losses as losses_lib
+from jaxgan.models import layers
 from jaxgan.state import NetState, _as_key, _shape_str, logits_shape_error
 
 Metrics = dict[str, jax.Array]
@@ -119,9 +120,10 @@ class TrainStep:
   def _rngs(self, rng: jax.Array) -> dict[str, jax.Array]:
     """The rng streams a module may use.
 
-    ``dropout`` (Flax's ``nn.Dropout``) differs per device; ``per_example`` is the same on
-    every device, for layers that index their randomness by global example
-    (``jaxgan.models.layers.ExampleDropout``), which makes them device-count independent.
+    ``per_example`` is the same on every device, for layers that index their randomness
+    by global example, which makes them device-count independent: ``ExampleDropout``, and
+    ``nn.Dropout`` inside the step (``jaxgan.models.layers.device_independent``).
+    ``dropout`` differs per device, for a module's other uses of that stream.
     """
     device = 0 if self.axis_name is None else jax.lax.axis_index(self.axis_name)
     return {"dropout": jax.random.fold_in(rng, device),
@@ -129,14 +131,16 @@ class TrainStep:
 
   def _generate(self, state_g: NetState, params, z: jax.Array, rng: jax.Array):
     """Train-mode forward of G; returns (images, updated model state)."""
-    out, model_state = self.G.apply(state_g.variables(params), z, train=True,
-                                    rngs=self._rngs(rng), mutable=list(state_g.model_state))
+    with layers.device_independent(self.axis_name):
+      out, model_state = self.G.apply(state_g.variables(params), z, train=True,
+                                      rngs=self._rngs(rng), mutable=list(state_g.model_state))
     return out, model_state
 
   def _discriminate(self, params, model_state, x: jax.Array, rng: jax.Array):
     """Train-mode forward of D; returns (logits [B], updated model state)."""
-    out, model_state = self.D.apply({"params": params, **model_state}, x, train=True,
-                                    rngs=self._rngs(rng), mutable=list(model_state))
+    with layers.device_independent(self.axis_name):
+      out, model_state = self.D.apply({"params": params, **model_state}, x, train=True,
+                                      rngs=self._rngs(rng), mutable=list(model_state))
     err = logits_shape_error(getattr(out, "shape", ()), x.shape[0])
     if err is not None:
       raise err
@@ -275,8 +279,10 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
       warm-up ``min(decay, (1 + t) / (10 + t))``; None or 0 keeps it equal to the params.
     axis_name: name of the mapped device axis (pmap / shard_map); when set, gradients,
       model state and metrics are averaged over it and each device draws the noise of
-      its own examples. Models with BatchNorm need the same name in their own
-      ``axis_name`` to average batch statistics.
+      its own examples. The models follow it (``jaxgan.models.layers.device_independent``):
+      BatchNorm layers left without an ``axis_name`` average their statistics over it and
+      dropout masks are drawn per global example, so the result depends on the global
+      batch and the key, not on the device count.
 
   Returns:
     ``train_step(state_g, state_d, batch, key) -> (state_g, state_d, metrics)``, a plain

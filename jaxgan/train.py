@@ -161,10 +161,11 @@ def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int]):
   if config.model == "mlp":
     return (models.MLPGenerator(image_shape=image_shape, dtype=dtype),
             models.MLPDiscriminator(spectral_norm=config.spectral_norm, dtype=dtype))
+  # No axis_name: inside the step the models follow the step's device axis.
   return (models.DCGANGenerator(image_shape=image_shape, width=config.width,
-                                axis_name=parallel.AXIS, upsample=config.upsample, dtype=dtype),
+                                upsample=config.upsample, dtype=dtype),
           models.DCGANDiscriminator(width=config.width, spectral_norm=config.spectral_norm,
-                                    axis_name=parallel.AXIS, dtype=dtype))
+                                    dtype=dtype))
 
 
 def make_optimizers(config: ml_collections.ConfigDict):

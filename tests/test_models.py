@@ -1,5 +1,7 @@
 """The model families: shapes, the TF tutorial's sizes, BN sync over an axis, spectral norm."""
 
+import contextlib
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -9,6 +11,7 @@ import pytest
 
 import jaxgan
 from jaxgan import models
+from jaxgan.models import layers
 
 
 def n_params(tree):
@@ -83,6 +86,58 @@ def test_batchnorm_statistics_are_averaged_over_the_axis():
   for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
     np.testing.assert_allclose(g[0], w, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(g[1], w, rtol=1e-5, atol=1e-6)
+
+
+def test_layers_follow_the_axis_inside_device_independent():
+  # A generator built without an axis_name: inside device_independent("dev") its
+  # BatchNorm averages over the axis, so 2 "devices" update the statistics as one does.
+  z = jax.random.normal(jax.random.key(1), (8, 16))
+  G = models.DCGANGenerator(width=0.25)
+  variables = G.init(jax.random.key(0), z, train=False)
+  _, want = G.apply(variables, z, train=True, mutable=["batch_stats"])
+
+  def on_device(zz, follow=True):
+    with layers.device_independent("dev") if follow else contextlib.nullcontext():
+      return G.apply(variables, zz, train=True, mutable=["batch_stats"])[1]
+
+  got = jax.vmap(on_device, axis_name="dev")(z.reshape(2, 4, 16))
+  for w, g in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
+    np.testing.assert_allclose(g[1], w, rtol=1e-5, atol=1e-6)
+  local = jax.vmap(lambda zz: on_device(zz, follow=False), axis_name="dev")(z.reshape(2, 4, 16))
+  assert not np.allclose(jax.tree.leaves(local)[0][1], jax.tree.leaves(want)[0], rtol=1e-3)
+
+
+@pytest.mark.parametrize("broadcast_dims", [(), (-1,), (0,)])
+def test_flax_dropout_inside_device_independent_is_drawn_per_example(broadcast_dims):
+  layer = nn.Dropout(0.4, broadcast_dims=broadcast_dims)
+  x = jnp.ones((32, 6, 5))
+  rngs = {"per_example": jax.random.key(0), "dropout": jax.random.key(1)}
+
+  def apply(xx, axis=None):
+    with layers.device_independent(axis):
+      return layer.apply({}, xx, deterministic=False, rngs=rngs)
+
+  y = apply(x)
+  keep = np.asarray(y != 0)
+  # Rate and scale as Flax's: survivors are 1 / 0.6; about 60% kept.
+  np.testing.assert_allclose(np.asarray(y)[keep], 1 / 0.6, rtol=1e-6)
+  assert abs(keep.mean() - 0.6) < (0.2 if 0 in broadcast_dims else 0.05)
+  # Broadcast dimensions share one mask value, as in Flax.
+  for d in broadcast_dims:
+    assert (keep == keep.take([0], axis=d)).all()
+  # Example j's mask is a function of its global index: the same as ExampleDropout's,
+  # and 4 "devices" of 8 examples draw what one device with 32 draws.
+  if not broadcast_dims:
+    np.testing.assert_array_equal(
+        y, models.ExampleDropout(0.4).apply({}, x, deterministic=False, rngs=rngs))
+  y4 = jax.vmap(lambda xx: apply(xx, "dev"), axis_name="dev")(x.reshape(4, 8, 6, 5))
+  np.testing.assert_array_equal(y4.reshape(y.shape), y)
+  # Outside the context, or without a per_example stream, it is Flax's own dropout.
+  flax_y = layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  with layers.device_independent(None):
+    np.testing.assert_array_equal(
+        layer.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(1)}), flax_y)
+  assert not np.array_equal(flax_y, y)
 
 
 @pytest.mark.parametrize("family", ["mlp", "dcgan"])

@@ -1,12 +1,15 @@
 """pmap, shard_map and one device agree; fused steps equal single steps; clear errors."""
 
+import contextlib
 import functools
 import os
 import socket
 import subprocess
 import sys
+from unittest import mock
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +19,10 @@ import pytest
 import jaxgan
 from jaxgan import data as data_lib
 from jaxgan import models, parallel
+from jaxgan.models import layers
+
+P = jax.sharding.PartitionSpec
+NamedSharding = jax.sharding.NamedSharding
 
 STEPS = 5
 # Relative to each leaf's largest magnitude. Measured worst case 4e-5 (DCGAN, 5 steps,
@@ -23,13 +30,13 @@ STEPS = 5
 TOL = 3e-4
 
 
-def assert_close(a, b, tol=TOL):
+def assert_close(a, b, tol=TOL, name=""):
   for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b),
                           strict=True):
     x, y = np.asarray(x), np.asarray(y)
     scale = max(float(np.abs(y).max()), 1e-6)
     err = float(np.abs(x - y).max()) / scale
-    assert err <= tol, f"{jax.tree_util.keystr(path)}: relative error {err:.2e} > {tol}"
+    assert err <= tol, f"{name}{jax.tree_util.keystr(path)}: relative error {err:.2e} > {tol}"
 
 
 def mlp(axis):
@@ -43,9 +50,30 @@ def mlp(axis):
 
 
 def dcgan(axis):
-  G = models.DCGANGenerator(width=0.125, axis_name=axis)  # BatchNorm synced over the axis
-  D = models.DCGANDiscriminator(width=0.125, axis_name=axis, spectral_norm=True)
+  # Built as a user builds them, with no axis_name: the models follow the step's axis
+  # (BatchNorm statistics of the global batch, dropout masks per global example).
+  G = models.DCGANGenerator(width=0.125)
+  D = models.DCGANDiscriminator(width=0.125, spectral_norm=True)
   return G, D, jaxgan.make_train_step(G, D, "non_saturating", axis_name=axis), (28, 28, 1)
+
+
+class UsersDiscriminator(nn.Module):
+  """A user's own D with Flax's BatchNorm and Dropout, neither told of any axis."""
+
+  @nn.compact
+  def __call__(self, x, train=True):
+    # No bias before BatchNorm: its gradient is 0 in exact arithmetic, so rounding noise,
+    # which Adam's first updates (~lr * sign(g)) would blow up to lr-sized differences.
+    x = nn.Dense(32, use_bias=False)(x.reshape(x.shape[0], -1))
+    x = nn.BatchNorm(use_running_average=not train)(x)
+    x = nn.Dropout(0.3, deterministic=not train)(nn.leaky_relu(x, 0.2))
+    return nn.Dense(1)(x)
+
+
+def users_modules(axis):
+  G = models.MLPGenerator(image_shape=(8, 8, 1), hidden=(32,))
+  D = UsersDiscriminator()
+  return G, D, jaxgan.make_train_step(G, D, "non_saturating", axis_name=axis), (8, 8, 1)
 
 
 def states(G, D, shape):
@@ -58,7 +86,29 @@ def images(shape, steps=STEPS, batch=16):
                                        maxval=1))
 
 
-@pytest.mark.parametrize("family", [mlp, dcgan], ids=["mlp", "dcgan_bn_dropout"])
+def users_pmap(step, axis):
+  """What a user writes: their own jax.pmap, with an axis name of their choosing."""
+  f = jax.pmap(step, axis_name=axis, in_axes=(None, None, 0, None), out_axes=(None, None, 0))
+  n = jax.local_device_count()
+  return lambda sg, sd, x, key: f(sg, sd, {"image": x.reshape(n, -1, *x.shape[1:])}, key)
+
+
+def users_shard_map(step, axis, check_vma):
+  """What a user writes: jax.jit(jax.shard_map(...)) over their own mesh."""
+  mesh = jax.make_mesh((jax.device_count(),), (axis,))
+  f = jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P(), P(axis), P()),
+                            out_specs=(P(), P(), P()), check_vma=check_vma))
+  replicated, split = NamedSharding(mesh, P()), NamedSharding(mesh, P(axis))
+
+  def run(sg, sd, x, key):
+    sg, sd, key = jax.device_put((sg, sd, key), replicated)
+    return f(sg, sd, {"image": jax.device_put(x, split)}, key)
+
+  return run
+
+
+@pytest.mark.parametrize("family", [mlp, dcgan, users_modules],
+                         ids=["mlp", "dcgan_bn_dropout", "users_bn_dropout"])
 def test_pmap_shard_map_and_one_device_agree(family):
   assert jax.device_count() == 8
   key = jax.random.key(3)
@@ -73,36 +123,43 @@ def test_pmap_shard_map_and_one_device_agree(family):
   # The DCGAN runs with the CPU convolution option (jaxgan.cpu), against a reference
   # compiled without it: other kernels, the same function.
   options = jaxgan.cpu.compiler_options() if family is dcgan else None
-  G, D, step, shape = family(parallel.AXIS)
-  sg, sd = states(G, D, shape)
-  pm = parallel.pmap_step(step, compiler_options=options)
-  for i in range(STEPS):
-    sg, sd, m = pm(sg, sd, parallel.split_batch({"image": x[i]}), key)
-  assert_close((sg, sd, m), reference)
-  assert sg.params[next(iter(sg.params))][next(iter(sg.params[next(iter(sg.params))]))].ndim > 0
-
-  sg, sd = states(G, D, shape)
-  sm = parallel.shard_map_step(step, parallel.data_mesh(), compiler_options=options)
-  for i in range(STEPS):
-    sg, sd, m = sm(sg, sd, {"image": x[i]}, key)
-  assert_close((sg, sd, m), reference)
-  assert int(sg.step) == STEPS
-
-
-def test_users_own_shard_map_without_vma_checks_agrees():
-  # The gradient reduction must be right whether or not shard_map tracks varying axes.
-  G, D, step, shape = mlp(parallel.AXIS)
-  mesh = parallel.data_mesh()
-  P = jax.sharding.PartitionSpec
-  x = images(shape, steps=1)[0]
-  results = []
+  _, _, step, _ = family(parallel.AXIS)
+  runs = {"pmap_step": lambda: parallel.pmap_step(step, compiler_options=options),
+          "shard_map_step": lambda: parallel.shard_map_step(step, parallel.data_mesh(),
+                                                            compiler_options=options)}
+  # The user's own compositions, over an axis named as they like.
+  _, _, users_step, _ = family("batch")
+  runs["users_pmap"] = lambda: users_pmap(users_step, "batch")
   for check_vma in (True, False):
-    sg, sd = parallel.replicate(states(G, D, shape), mesh)
-    f = jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P(), P(), P("data"), P()),
-                              out_specs=(P(), P(), P()), check_vma=check_vma))
-    results.append(f(sg, sd, parallel.shard_batch({"image": x}, mesh), jax.random.key(0)))
-  assert_close(results[0], results[1], tol=1e-6)
-  assert np.isfinite(float(results[0][2]["d_grad_norm"]))
+    runs[f"users_shard_map_vma_{check_vma}"] = functools.partial(
+        users_shard_map, users_step, "batch", check_vma)
+  for name, make in runs.items():
+    run = make()
+    sg, sd = states(G, D, shape)
+    for i in range(STEPS):
+      batch = (parallel.split_batch({"image": x[i]}) if name == "pmap_step"
+               else {"image": x[i]} if name == "shard_map_step" else x[i])
+      sg, sd, m = run(sg, sd, batch, key)
+    if name == "users_pmap":
+      m = jax.tree.map(lambda v: v[0], m)  # out_axes=0: one copy per device
+    assert int(sg.step) == STEPS, name
+    assert_close((sg, sd, m), reference, name=name)
+
+
+def test_a_different_model_is_not_trained_silently():
+  # The mechanism the agreement rests on, checked to fail without it: the users' pair
+  # over 8 devices with the library's axis following turned off differs from one device.
+  G, D, step, shape = users_modules(None)
+  x = images(shape, steps=1)[0]
+  key = jax.random.key(3)
+  _, _, want = jax.jit(step)(*states(G, D, shape), {"image": x}, key)
+  _, _, users_step, _ = users_modules("batch")
+  _, _, got = users_pmap(users_step, "batch")(*states(G, D, shape), x, key)
+  np.testing.assert_allclose(got["d_loss"][0], want["d_loss"], rtol=1e-5)
+  with mock.patch.object(layers, "device_independent", lambda axis: contextlib.nullcontext()):
+    _, _, users_step, _ = users_modules("batch")
+    _, _, got = users_pmap(users_step, "batch")(*states(G, D, shape), x, key)
+  assert abs(float(got["d_loss"][0]) - float(want["d_loss"])) > 1e-3
 
 
 def test_fused_steps_equal_single_steps():

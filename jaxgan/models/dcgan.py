@@ -54,9 +54,10 @@ class DCGANGenerator(nn.Module):
       (32, 32, 3) the CIFAR-10-sized variant.
     width: multiplier on every hidden layer's channel count (1.0 is the tutorial).
     negative_slope: LeakyReLU slope.
-    axis_name: when set, BatchNorm averages its batch statistics over this mapped axis
-      (the same name as the train step's ``axis_name``), so that the statistics are those
-      of the global batch.
+    axis_name: the mapped device axis BatchNorm averages its batch statistics over, so
+      that they are those of the global batch. None (the default) follows the train
+      step's ``axis_name`` inside the step (``jaxgan.models.layers.device_independent``);
+      set it only to call the module under a mapped axis outside the step.
     bn_momentum: BatchNorm running-average momentum.
     bn_epsilon: BatchNorm epsilon.
     upsample: how the stride-2 transposed convolutions run (``jaxgan.models.UpConv``):
@@ -115,8 +116,8 @@ class DCGANDiscriminator(nn.Module):
     dropout: dropout rate after each convolution (the tutorial's 0.3); 0 disables it.
       Masks are drawn per example (``ExampleDropout``), so they do not depend on how
       many devices share the batch.
-    axis_name: the train step's ``axis_name`` when the step runs over devices (tells
-      the dropout each example's global index).
+    axis_name: the mapped device axis, which tells the dropout each example's global
+      index. None (the default) follows the train step's ``axis_name`` inside the step.
     spectral_norm: wrap every convolution and the dense layer in spectral
       normalisation (Miyato et al., 2018); the power-iteration vectors live in the
       ``batch_stats`` collection and are updated when ``train`` is true.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -10,6 +11,41 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+
+def example_mask(key: jax.Array, shape, keep_prob: float, offset, broadcast_dims=()
+                 ) -> jax.Array:
+  """A dropout keep-mask whose row for each example depends only on its global index.
+
+  Args:
+    key: the same key on every device (the ``per_example`` rng stream).
+    shape: the local input's shape ``[local_batch, ...]``.
+    keep_prob: probability of keeping a unit.
+    offset: global index of the first local example (``device_index * local_batch``).
+    broadcast_dims: dimensions sharing one mask value (as ``nn.Dropout``'s); with 0 among
+      them every example shares one mask, drawn from ``key`` itself.
+
+  Returns:
+    bool ``shape``: row ``j`` is ``bernoulli(fold_in(key, offset + j), keep_prob)``.
+  """
+  ndim = len(shape)
+  broadcast = {d % ndim for d in broadcast_dims}
+  row = tuple(1 if d + 1 in broadcast else s for d, s in enumerate(shape[1:]))
+  if 0 in broadcast:
+    mask = jax.random.bernoulli(key, keep_prob, (1, *row))
+  else:
+    index = jnp.asarray(offset, jnp.uint32) + jnp.arange(shape[0], dtype=jnp.uint32)
+    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
+    mask = jax.vmap(lambda k: jax.random.bernoulli(k, keep_prob, row))(keys)
+  return jnp.broadcast_to(mask, shape)
+
+
+def _apply_mask(x: jax.Array, keep: jax.Array, keep_prob: float) -> jax.Array:
+  return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
+
+
+def _offset(axis_name: str | None, local: int):
+  return 0 if axis_name is None else jax.lax.axis_index(axis_name) * local
 
 
 class ExampleDropout(nn.Module):
@@ -23,7 +59,8 @@ class ExampleDropout(nn.Module):
 
   Attributes:
     rate: probability of dropping a unit.
-    axis_name: the mapped device axis (the train step's ``axis_name``), or None.
+    axis_name: the mapped device axis, or None; inside the jaxgan train step (or
+      ``device_independent``) None follows the step's axis.
     rng_collection: the rng stream; falls back to ``dropout`` when the caller
       provides no ``per_example`` stream (e.g. a plain ``module.apply``).
   """
@@ -39,13 +76,67 @@ class ExampleDropout(nn.Module):
     if self.rate >= 1.0:
       return jnp.zeros_like(x)
     stream = self.rng_collection if self.has_rng(self.rng_collection) else "dropout"
-    key = self.make_rng(stream)
-    local = x.shape[0]
-    offset = 0 if self.axis_name is None else jax.lax.axis_index(self.axis_name) * local
-    index = jnp.asarray(offset, jnp.uint32) + jnp.arange(local, dtype=jnp.uint32)
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
-    keep = jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - self.rate, x.shape[1:]))(keys)
-    return jnp.where(keep, x / (1.0 - self.rate), jnp.zeros_like(x))
+    keep = example_mask(self.make_rng(stream), x.shape, 1.0 - self.rate,
+                        _offset(self.axis_name, x.shape[0]))
+    return _apply_mask(x, keep, 1.0 - self.rate)
+
+
+@contextlib.contextmanager
+def device_independent(axis_name: str | None):
+  """Within this context, layers compute what they would on one device with the whole batch.
+
+  The jaxgan train step runs its models inside it with its own ``axis_name``, so that a
+  run's result depends on the global batch and the key, not on how many devices share
+  the batch, whatever the models were built with. Inside it:
+
+  * a ``flax.linen.BatchNorm`` (or subclass) whose ``axis_name`` is None averages its
+    batch statistics over ``axis_name`` (those of the global batch);
+  * an ``ExampleDropout`` whose ``axis_name`` is None indexes its masks by the global
+    example over ``axis_name``;
+  * a ``flax.linen.Dropout`` on the ``dropout`` stream, called without an explicit
+    ``rng``, draws its mask per global example from the ``per_example`` stream (as
+    ``ExampleDropout``), when the caller provides that stream (the train step does).
+
+  Layers given an ``axis_name`` of their own keep it. With ``axis_name=None`` (one
+  device) only the dropout masks change, to the per-example ones, so that one device
+  and many draw the same masks. Use it where you call ``module.apply`` under your own
+  ``pmap``/``shard_map``: ``with device_independent("batch"): D.apply(...)``.
+
+  Args:
+    axis_name: the mapped device axis, or None.
+  """
+
+  def interceptor(next_fun, args, kwargs, context):
+    module = context.module
+    if context.method_name != "__call__":
+      return next_fun(*args, **kwargs)
+    if isinstance(module, nn.BatchNorm | ExampleDropout):
+      if axis_name is None or module.axis_name is not None:
+        return next_fun(*args, **kwargs)
+      # The same layer with the axis set, bound to the same scope (the same variables).
+      return module.clone(parent=module.scope, axis_name=axis_name)(*args, **kwargs)
+    if isinstance(module, nn.Dropout):
+      return _per_example_dropout(module, next_fun, axis_name, *args, **kwargs)
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(interceptor):
+    yield
+
+
+def _per_example_dropout(module: nn.Dropout, next_fun, axis_name, inputs,
+                         deterministic: bool | None = None, rng=None):
+  if rng is not None or module.rng_collection != "dropout" or not module.has_rng(
+      "per_example"):
+    return next_fun(inputs, deterministic=deterministic, rng=rng)
+  deterministic = nn.merge_param("deterministic", module.deterministic, deterministic)
+  if module.rate == 0.0 or deterministic:
+    return inputs
+  if module.rate == 1.0:
+    return jnp.zeros_like(inputs)
+  keep_prob = 1.0 - module.rate
+  keep = example_mask(module.make_rng("per_example"), inputs.shape, keep_prob,
+                      _offset(axis_name, inputs.shape[0]), module.broadcast_dims)
+  return _apply_mask(inputs, keep, keep_prob)
 
 
 _NHWC = ("NHWC", "HWIO", "NHWC")
