@@ -250,19 +250,33 @@ def torch_models(width: float, dropout: float = 0.3):
 
 def torch_runner(args, device: str, compiled: bool):
   import torch
-  import torch.nn.functional as F
 
   torch.manual_seed(0)
   G, D = torch_models(args.width, args.dropout)
+  real_shape = (args.batch, IMAGE[2], *IMAGE[:2])
+  return torch_step(G, D, device, compiled, args.batch, LATENT, real_shape)
+
+
+def torch_step(G, D, device: str, compiled: bool, batch: int, latent: int, real_shape,
+               ema_decay: float | None = 0.999):
+  """jaxgan's step in PyTorch for the modules ``G`` and ``D``: ``(call, sync, params)``.
+
+  One D update (BCE on a real batch and a fake batch from fresh latents), one G update
+  from fresh latents (D's ``requires_grad`` off), then the EMA of G's parameters with
+  jaxgan's warm-up (``ema_decay=None``: none), all on ``device``.
+  """
+  import torch
+  import torch.nn.functional as F
+
   G, D = G.to(device), D.to(device)
   G.train()
   D.train()
   ema = [p.detach().clone() for p in G.parameters()]
   opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
   opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
-  real = torch.rand(args.batch, IMAGE[2], *IMAGE[:2], device=device) * 2 - 1
-  ones = torch.ones(args.batch, device=device)
-  zeros = torch.zeros(args.batch, device=device)
+  real = torch.rand(*real_shape, device=device) * 2 - 1
+  ones = torch.ones(batch, device=device)
+  zeros = torch.zeros(batch, device=device)
 
   def d_loss_fn(real, z):
     with torch.no_grad():
@@ -278,12 +292,12 @@ def torch_runner(args, device: str, compiled: bool):
   state = {"t": 0}
 
   def call():
-    z = torch.randn(args.batch, LATENT, device=device)
+    z = torch.randn(batch, latent, device=device)
     opt_d.zero_grad(set_to_none=True)
     d_loss = d_loss_fn(real, z)
     d_loss.backward()
     opt_d.step()
-    z = torch.randn(args.batch, LATENT, device=device)
+    z = torch.randn(batch, latent, device=device)
     opt_g.zero_grad(set_to_none=True)
     D.requires_grad_(False)
     g_loss = g_loss_fn(z)
@@ -291,9 +305,10 @@ def torch_runner(args, device: str, compiled: bool):
     D.requires_grad_(True)
     opt_g.step()
     t = state["t"]
-    decay = min(0.999, (1 + t) / (10 + t))
-    with torch.no_grad():
-      torch._foreach_lerp_(ema, [p.detach() for p in G.parameters()], 1 - decay)
+    if ema_decay:
+      decay = min(ema_decay, (1 + t) / (10 + t))
+      with torch.no_grad():
+        torch._foreach_lerp_(ema, [p.detach() for p in G.parameters()], 1 - decay)
     state["t"] = t + 1
     state["losses"] = (d_loss.detach(), g_loss.detach())
 

@@ -5,17 +5,26 @@ r"""Trains a GAN on MNIST (offline: Fashion-MNIST), evaluates it, exports sample
   python experiments/mnist.py --workdir=DIR --sample_out=samples.npy --num_samples=1000
 
 Every field of experiments/configs/mnist.py can be overridden with --config.field=value.
-Running again on the same workdir resumes. SIGTERM or Ctrl-C saves a checkpoint and exits 0.
+Running again on the same workdir resumes. SIGTERM or Ctrl-C at any moment (loading, training,
+evaluating, saving, exporting) stops within seconds, saves what there is and exits 0.
 With --sample_out it trains nothing: it writes uint8 [N, 28, 28, 1] images from the newest
 checkpoint (the EMA generator) and exits.
 """
 
-import os
+import signal
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+# Preemption can come at any moment, also while the imports below run (seconds): record it
+# now, and hand it to the library's handler at the start of main.
+_EARLY_SIGNALS: list[int] = []
+for _sig in (signal.SIGTERM, signal.SIGINT):
+  signal.signal(_sig, lambda signum, frame: _EARLY_SIGNALS.append(signum))
 
-from jaxgan import train
+import os  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from jaxgan import train  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(__file__), "configs", "mnist.py"),
@@ -30,17 +39,27 @@ _SAMPLE_SEED = flags.DEFINE_integer("sample_seed", 0, "Seed of the exported samp
 
 
 def main(argv):
+  # For the rest of the process, teardown included: a signal stops at the next safe point.
+  train.install_stop_handlers(pending=_EARLY_SIGNALS)
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO level
   if _SAMPLE_OUT.value:
-    images, meta = train.export_samples(_WORKDIR.value, _SAMPLE_OUT.value, _NUM_SAMPLES.value,
-                                        _SAMPLE_SEED.value)
+    try:
+      images, meta = train.export_samples(_WORKDIR.value, _SAMPLE_OUT.value, _NUM_SAMPLES.value,
+                                          _SAMPLE_SEED.value)
+    except train.Stopped as stopped:
+      print(f"stopped ({stopped}) before writing {_SAMPLE_OUT.value}; nothing was written. Run "
+            "the same command again to export.")
+      return
     print(f"wrote {images.shape[0]} samples {list(images.shape)} uint8 from step "
           f"{meta['step']} of {os.path.abspath(_WORKDIR.value)} to {_SAMPLE_OUT.value}")
     return
   result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if result.state_g is None:
+    print(f"stopped before training; {os.path.abspath(_WORKDIR.value)} is as it was")
+    return
   state = "stopped early; run again to resume" if result.preempted else "done"
   print(f"step {result.step} ({state}); outputs in {os.path.abspath(_WORKDIR.value)}")
 

@@ -9,11 +9,11 @@ The public API::
     state_g, state_d, metrics = jax.jit(train_step)(state_g, state_d, batch, key)
 """
 
+__version__ = "0.2.0"  # before the imports: modules of the package read it
+
 from jaxgan import cpu, losses, models, sweep
 from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import TrainStep, generate, make_train_step, sample_latent
-
-__version__ = "0.1.0"
 
 __all__ = [
     "NetState",

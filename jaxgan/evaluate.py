@@ -93,8 +93,12 @@ class Classifier(nn.Module):
 
 
 def train_classifier(source, *, steps: int = 1500, batch_size: int = 128, seed: int = 0,
-                     learning_rate: float = 1e-3) -> dict:
-  """Trains ``Classifier`` on a labelled ``jaxgan.data.ArraySource``; returns its params."""
+                     learning_rate: float = 1e-3, check=None) -> dict:
+  """Trains ``Classifier`` on a labelled ``jaxgan.data.ArraySource``; returns its params.
+
+  ``check``, when given, is called before every step; it raises to stop the training
+  (e.g. on SIGTERM), and nothing is returned or cached then.
+  """
   if source.labels is None:
     raise ValueError(f"{source.description} has no labels; the evaluation classifier needs "
                      "them.")
@@ -119,6 +123,8 @@ def train_classifier(source, *, steps: int = 1500, batch_size: int = 128, seed: 
   batches = data_lib.batches(source, batch_size, seed)
   for _ in tqdm(range(steps), desc="classifier", unit="step", leave=False,
                 disable=jax.process_index() != 0):
+    if check is not None:
+      check()
     _, batch = next(batches)
     params, opt_state = step(params, opt_state, batch["image"], batch["label"])
   return jax.device_get(params)
@@ -128,19 +134,22 @@ def _slug(text: str) -> str:
   return "".join(c if c.isalnum() else "_" for c in text).strip("_")[:60]
 
 
-def load_classifier(source, cache_dir: str | None = None, log=print, steps: int = 1500
-                    ) -> tuple[Classifier, dict]:
+def load_classifier(source, cache_dir: str | None = None, log=print, steps: int = 1500,
+                    check=None) -> tuple[Classifier, dict]:
   """The classifier for ``source``'s dataset, trained once (``steps`` Adam steps of 128
   examples) and cached on disk.
 
   The cache file is keyed by the dataset (description, size, label count), ``steps`` and
   ``CLASSIFIER_VERSION``; default directory ``$JAXGAN_CACHE_DIR`` or
-  ``~/.cache/jaxgan``. An unreadable cache file is replaced.
+  ``~/.cache/jaxgan``. An unreadable cache file is replaced. ``check``: as in
+  ``train_classifier``.
   """
   cache_dir = cache_dir or os.environ.get("JAXGAN_CACHE_DIR") or os.path.join(
       os.path.expanduser("~"), ".cache", "jaxgan")
   num_classes = int(source.labels.max()) + 1 if source.labels is not None else 0
-  key = f"{source.description}|{len(source)}|{num_classes}|{steps}|v{CLASSIFIER_VERSION}"
+  # The data order decides the training batches, so it is part of the key too.
+  key = (f"{source.description}|{len(source)}|{num_classes}|{steps}|v{CLASSIFIER_VERSION}|"
+         f"{data_lib.ORDER}")
   digest = hashlib.sha256(key.encode()).hexdigest()[:12]
   path = os.path.join(cache_dir, "classifiers", f"{_slug(source.description)}-{digest}.msgpack")
   model = Classifier(num_classes=max(num_classes, 1))
@@ -155,7 +164,7 @@ def load_classifier(source, cache_dir: str | None = None, log=print, steps: int 
           "training it again.")
   log(f"jaxgan: training the evaluation classifier on {source.description} (once; cached in "
       f"{path}).")
-  params = train_classifier(source, steps=steps)
+  params = train_classifier(source, steps=steps, check=check)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   with open(path + ".tmp", "wb") as f:
     f.write(serialization.to_bytes(params))
@@ -237,11 +246,12 @@ class Evaluator:
     num_samples: how many generated images each evaluation uses (and the floor's size).
     cache_dir: classifier cache (default ``$JAXGAN_CACHE_DIR`` or ``~/.cache/jaxgan``).
     log: where the one-time training notice goes.
+    check: called between the classifier's training steps; raises to stop them.
   """
 
   def __init__(self, train, test, *, num_samples: int = 10_000, cache_dir: str | None = None,
-               log=print):
-    self.model, self.params = load_classifier(train, cache_dir, log)
+               log=print, check=None):
+    self.model, self.params = load_classifier(train, cache_dir, log, check=check)
     self.num_classes = self.model.num_classes
     self.num_samples = num_samples
     _, test_features = classify(self.model, self.params,

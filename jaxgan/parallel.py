@@ -22,6 +22,7 @@ for one of the replicas, so use the returned states and drop the old ones.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -159,17 +160,54 @@ def _step_axis(step_fn: Callable, axis_name: str) -> None:
         f"axis_name={axis_name!r}).")
 
 
-def _unroll(unroll: bool | int | None) -> bool | int:
-  """``scan``'s unroll: full on the CPU, none elsewhere, unless given.
+# Steps unrolled per loop iteration on the CPU (a loop over groups of this many steps):
+# the MLP pair at K=100 ran 297 steps/s as a plain loop, 389 with 2, 411 with 5, 339 with
+# 10, 74 fully unrolled (whose compilation took minutes); the DCGAN pair runs as fast as
+# single steps either way (BUILD_NOTES.md, "K steps per call on the CPU").
+CPU_UNROLL = 4
+# A convolution XLA:CPU runs at full speed inside a loop body: 2-D, NHWC/HWIO/NHWC.
+_PLAIN_CONV = jax.lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
 
-  XLA's CPU backend runs convolutions inside a loop body several times slower than the
-  same convolutions outside one (jax-ml/jax#12868; a DCGAN step measured 8.4x slower in a
-  ``scan``, BUILD_NOTES.md), so on the CPU the loop is unrolled, which costs compile time
-  in proportion to ``K``. Backends are asked at trace time.
+
+def _slow_in_loops(jaxpr) -> bool:
+  """Whether ``jaxpr`` holds a convolution in another layout than NHWC/HWIO, such as the
+  weight and input gradients autodiff makes of ``lax.conv_general_dilated``: XLA:CPU
+  runs those 2-170x slower inside a loop body than outside one (jax-ml/jax#12868).
+  ``jaxgan.models.layers.conv_general_dilated`` writes its gradients in the plain form."""
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "conv_general_dilated" and (
+        eqn.params["dimension_numbers"] != _PLAIN_CONV):
+      return True
+    for value in eqn.params.values():
+      for inner in value if isinstance(value, tuple | list) else (value,):
+        inner = getattr(inner, "jaxpr", inner)  # ClosedJaxpr -> Jaxpr
+        if hasattr(inner, "eqns") and _slow_in_loops(inner):
+          return True
+  return False
+
+
+def _scan(body: Callable, carry, xs, length: int, unroll: bool | int | None):
+  """``lax.scan`` with the CPU's unrolling when ``unroll`` is None.
+
+  On the CPU: a loop over groups of ``CPU_UNROLL`` steps, unless the body holds a
+  convolution XLA:CPU runs slowly in loops (``_slow_in_loops``; e.g. a user's module
+  built on ``nn.Conv``'s default convolution), which is unrolled fully, at a compile time
+  in proportion to the number of steps. Elsewhere a loop. Decided at trace time.
   """
-  if unroll is not None:
-    return unroll
-  return True if jax.default_backend() == "cpu" else 1
+  if unroll is None:
+    unroll = 1
+    if jax.default_backend() == "cpu":
+      x = None if xs is None else jax.tree.map(lambda v: v[0], xs)
+      slow = _slow_in_loops(jax.make_jaxpr(body)(carry, x).jaxpr)
+      unroll = True if slow else min(CPU_UNROLL, length)
+      if slow and length > 2 * CPU_UNROLL:
+        warnings.warn(
+            f"{length} steps per call are unrolled into one program on the CPU, because the "
+            "step holds convolutions whose gradients XLA:CPU runs 2-170x slower inside a "
+            "loop; compiling takes time in proportion. Build the modules' convolutions with "
+            "nn.Conv(..., conv_general_dilated=jaxgan.models.layers.conv_general_dilated) "
+            "to run them in a loop at full speed, or fuse fewer steps.", stacklevel=3)
+  return jax.lax.scan(body, carry, xs, length=length, unroll=unroll)
 
 
 def fuse_steps(train_step: Callable, *, unroll: bool | int | None = None) -> Callable:
@@ -178,8 +216,9 @@ def fuse_steps(train_step: Callable, *, unroll: bool | int | None = None) -> Cal
   ``batches`` is a dict of stacks ``[K, B, ...]``; ``K`` is taken from its shape. Returns
   the states after ``K`` steps and the metrics stacked ``[K]``. Equal to ``K`` calls of
   ``train_step``, one per batch: bit for bit as a loop, to float rounding when unrolled
-  (XLA may then fuse across steps). ``unroll`` is ``lax.scan``'s; None: fully unrolled on
-  the CPU (where loops slow convolutions down), a loop elsewhere.
+  (XLA may then fuse across steps). ``unroll`` is ``lax.scan``'s; None: on the CPU a loop
+  over groups of ``CPU_UNROLL`` unrolled steps (fully unrolled when the step holds
+  convolutions that XLA:CPU runs slowly in loops, see ``_scan``), a loop elsewhere.
   """
 
   def fused(state_g, state_d, batches, key):
@@ -187,8 +226,8 @@ def fuse_steps(train_step: Callable, *, unroll: bool | int | None = None) -> Cal
       state_g, state_d, metrics = train_step(*carry, batch, key)
       return (state_g, state_d), metrics
 
-    (state_g, state_d), metrics = jax.lax.scan(body, (state_g, state_d), batches,
-                                               unroll=_unroll(unroll))
+    k = jax.tree.leaves(batches)[0].shape[0]
+    (state_g, state_d), metrics = _scan(body, (state_g, state_d), batches, k, unroll)
     return state_g, state_d, metrics
 
   fused.config = getattr(train_step, "config", None)
@@ -231,8 +270,7 @@ def fuse_steps_on_device(train_step: Callable, num_steps: int, batch_size: int,
       state_g, state_d, metrics = train_step(state_g, state_d, batch, key)
       return (state_g, state_d), metrics
 
-    (state_g, state_d), metrics = jax.lax.scan(body, (state_g, state_d), None, length=num_steps,
-                                               unroll=_unroll(unroll))
+    (state_g, state_d), metrics = _scan(body, (state_g, state_d), None, num_steps, unroll)
     return state_g, state_d, metrics
 
   fused.config = config

@@ -21,6 +21,7 @@ The loop owns everything around the pure step: data, devices, checkpoints, loggi
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -40,8 +41,8 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from jaxgan import __version__, cpu, evaluate, models, parallel
 from jaxgan import checkpoint as ckpt_lib
-from jaxgan import cpu, evaluate, models, parallel
 from jaxgan import data as data_lib
 from jaxgan import losses as losses_lib
 from jaxgan.state import NetState, abstract_states, create_states
@@ -56,6 +57,8 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed")
 # Settings that may change on resume (a notice lists them): the run goes on, but it is no
 # longer the run an uninterrupted job would have made.
+# The data order of checkpoints that do not record one (jaxgan.data.ORDER).
+OLD_DATA_ORDER = "permutation"
 MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay", "lr_g", "lr_d",
               "b1", "b2", "batch_size", "compute_dtype")
 
@@ -272,29 +275,82 @@ def _truncate_jsonl(path: str, last_step: int) -> None:
     os.replace(path + ".tmp", path)
 
 
-class _StopRequest:
-  """Turns SIGTERM / SIGINT into a flag the loop checks after each step."""
+class Stopped(Exception):
+  """A stop signal arrived at a point where the run keeps nothing new: the workdir holds
+  what it held, and running again resumes from it."""
+
+
+class StopRequest:
+  """Turns SIGTERM and the first SIGINT (Ctrl-C) into a request to stop.
+
+  The loop and the long phases around it (data loading, classifier training, the
+  evaluations, sample export) ``check()`` it at safe points: a run stops within one step
+  of the signal, saves what it has and returns. A second SIGINT interrupts at once.
+  Install it with ``stop_on_signals`` (or ``install_stop_handlers`` for a whole process).
+  """
 
   def __init__(self):
     self.signal: str | None = None
     self._previous: dict = {}
 
-  def __enter__(self):
+  def install(self) -> None:
     if threading.current_thread() is threading.main_thread():
       for sig in (signal.SIGTERM, signal.SIGINT):
-        self._previous[sig] = signal.signal(sig, self._handle)
-    return self
+        self._previous[sig] = signal.signal(sig, self.handle)
 
-  def _handle(self, signum, frame):
-    if self.signal is not None and signum == signal.SIGINT:
-      raise KeyboardInterrupt  # a second Ctrl-C: stop now (the last checkpoint stays good)
-    self.signal = signal.Signals(signum).name
-    _notice(f"jaxgan: {self.signal} received; saving a checkpoint at the end of this step "
-            "and stopping (Ctrl-C again to stop at once).")
-
-  def __exit__(self, *exc):
+  def restore(self) -> None:
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
+    self._previous = {}
+
+  def handle(self, signum, frame=None) -> None:
+    if self.signal is not None and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C: stop now (the last checkpoint stays good)
+    if self.signal is None:
+      self.signal = signal.Signals(signum).name
+      _notice(f"jaxgan: {self.signal} received; stopping at the next safe point, saving what "
+              "there is (Ctrl-C again to stop at once).")
+
+  def check(self) -> None:
+    """Raises ``Stopped`` once a signal has arrived."""
+    if self.signal is not None:
+      raise Stopped(self.signal)
+
+
+_STOPS: list[StopRequest] = []  # the active requests: the process's first, if installed
+
+
+def install_stop_handlers(pending: Sequence[int] = ()) -> StopRequest:
+  """Handles SIGTERM and SIGINT for the rest of the process (a script's first line).
+
+  Every later ``train_and_evaluate`` and ``export_samples`` uses this request instead
+  of installing their own, so that a signal at any moment of the process, teardown
+  included, ends it with status 0. ``pending``: signals received before this was called
+  (by a handler the script installed before its imports), handled now.
+  """
+  if not _STOPS:
+    _STOPS.append(StopRequest())
+    _STOPS[0].install()
+  for signum in pending:
+    _STOPS[0].handle(signum)
+  return _STOPS[0]
+
+
+@contextlib.contextmanager
+def stop_on_signals():
+  """The active ``StopRequest``; else one installed for the duration of the block (the
+  previous handlers come back after it)."""
+  if _STOPS:
+    yield _STOPS[-1]
+    return
+  stop = StopRequest()
+  stop.install()
+  _STOPS.append(stop)
+  try:
+    yield stop
+  finally:
+    _STOPS.remove(stop)
+    stop.restore()
 
 
 # -- data, evaluation, the run's length -------------------------------------------------------
@@ -341,19 +397,25 @@ def load_train_data(config) -> tuple[str, data_lib.ArraySource]:
     return "fashion_mnist", data_lib.load_idx(data_lib.DEBIAN_FASHION_MNIST, "train")
 
 
-def _make_evaluator(config, train_source):
+def _make_evaluator(config, train_source, check: Callable[[], None] | None = None):
   if train_source.labels is None:
     _notice(f"jaxgan: {train_source.description} has no labels, so there is no evaluation "
             "classifier; eval_every is ignored.")
     return None
   return evaluate.Evaluator(train_source, train_source.split("test"),
-                            num_samples=config.eval_samples, log=_notice)
+                            num_samples=config.eval_samples, log=_notice, check=check)
 
 
-def _sample(G, state_g, key, num: int, chunk: int = 1000) -> np.ndarray:
-  """``num`` images from the EMA generator, drawn in chunks (equal to one draw of ``num``)."""
-  return np.concatenate([np.asarray(generate(G, state_g, key, min(chunk, num - i), offset=i))
-                         for i in range(0, num, chunk)])
+def _sample(G, state_g, key, num: int, check: Callable[[], None] | None = None,
+            chunk: int = 1000) -> np.ndarray:
+  """``num`` images from the EMA generator, drawn in chunks (equal to one draw of ``num``);
+  ``check`` is called before each chunk (it raises to stop)."""
+  out = []
+  for i in range(0, num, chunk):
+    if check is not None:
+      check()
+    out.append(np.asarray(generate(G, state_g, key, min(chunk, num - i), offset=i)))
+  return np.concatenate(out)
 
 
 def summary(step: int, evaluation: dict, evaluator, data: str) -> str:
@@ -385,6 +447,15 @@ def _check_resumable(meta: dict, config, facts: dict, directory: str) -> None:
   offline); lists the ``MAY_CHANGE`` fields that differ."""
   saved = {**meta.get("config", {}), **{k: meta.get(k) for k in facts}}
   current = {**config.to_dict(), **facts}
+  # Checkpoints from before the data order was recorded used the sorted permutations.
+  saved["data_order"] = saved.get("data_order") or OLD_DATA_ORDER
+  if saved["data_order"] != facts["data_order"]:
+    raise ckpt_lib.CheckpointMismatchError(
+        f"{directory} holds a checkpoint (step {meta.get('step')}) of a run whose batches "
+        f"came in another order ({saved['data_order']!r}; this jaxgan streams "
+        f"{facts['data_order']!r}), so resuming it here would not continue that run. Use "
+        "another --workdir to start a new run, or finish this one with the jaxgan that "
+        f"started it (jaxgan {meta.get('jaxgan', '0.1.0')}).")
   differ = [k for k in (*MUST_MATCH, *facts) if saved.get(k) != current[k]]
   if differ:
     lines = [f"{k}: checkpoint {saved.get(k)!r}, config {current[k]!r}" for k in differ]
@@ -444,18 +515,23 @@ def _restore_or_init(config, checkpoints, G, D, tx_g, tx_d, facts, mesh):
     root_key = jax.random.key(config.seed)
     state_g, state_d = create_states(jax.random.fold_in(root_key, 0), G, D, tx_g, tx_d,
                                      latent_dim=config.latent_dim, image_shape=image_shape)
-    return 0, *parallel.replicate((state_g, state_d), mesh), root_key
-  step, arrays, _ = restored
+    return 0, *parallel.replicate((state_g, state_d), mesh), root_key, {}
+  step, arrays, meta = restored
   _notice(f"jaxgan: resumed from step {step} in {checkpoints.directory}.")
   if step >= config.steps:
     _notice(f"jaxgan: the run is already at step {step} (config.steps={config.steps}); "
             "nothing to train. Raise --config.steps to train further.")
   # The key goes via the host: then it is committed to no mesh, as a fresh run's is.
-  return step, arrays["g"], arrays["d"], jax.random.wrap_key_data(np.asarray(arrays["rng"]))
+  return (step, arrays["g"], arrays["d"], jax.random.wrap_key_data(np.asarray(arrays["rng"])),
+          meta)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -> RunResult:
   """Trains a GAN as ``config`` says, resuming from ``workdir`` when it holds a checkpoint.
+
+  SIGTERM or a first Ctrl-C at any moment stops it within one step: it saves what there
+  is (an evaluation the signal interrupted is marked in the checkpoint and made on
+  resume) and returns with ``preempted`` set; running again resumes bit for bit.
 
   Args:
     config: fields of ``default_config()`` (missing ones take their defaults).
@@ -464,7 +540,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
 
   Returns:
     A ``RunResult``. ``preempted`` is True when a signal stopped the run early (it saved
-    first; running again resumes).
+    first; running again resumes). A signal before training started (while the data
+    loaded or the classifier trained) returns no states.
 
   Raises:
     ValueError: a bad config, or a batch that does not divide over the devices.
@@ -474,6 +551,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
     NonFiniteError: a metric or the state became NaN/Inf.
     jaxgan.data.DataError: the dataset cannot be loaded.
   """
+  with stop_on_signals() as stop:
+    try:
+      return _train_and_evaluate(config, workdir, stop)
+    except Stopped:
+      _notice(f"jaxgan: stopped ({stop.signal}) before training; nothing in "
+              f"{os.path.abspath(workdir)} changed. Run the same command again to resume.")
+      return RunResult(None, None, None, None, -1, {}, {}, True)
+
+
+def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   config = resolve_auto(complete_config(config))
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
@@ -483,20 +570,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
                      "devices; make it a multiple of the device count.")
 
   _, source = load_train_data(config)
+  stop.check()
   image_shape = source.image_shape
-  facts = {"image_shape": list(image_shape), "data": source.description}
+  facts = {"image_shape": list(image_shape), "data": source.description,
+           "data_order": data_lib.ORDER}
   G, D = make_models(config, image_shape)
   tx_g, tx_d = make_optimizers(config)
   pmap_devices = devices if config.num_devices else None  # None: pmap's own choice, all
   mesh = (parallel.pmap_mesh(pmap_devices) if config.parallel == "pmap"
           else parallel.data_mesh(devices))
-  evaluator = _make_evaluator(config, source) if config.eval_every else None
+  evaluator = _make_evaluator(config, source, stop.check) if config.eval_every else None
   checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
                                      keep=config.keep_checkpoints, log=_notice)
 
   try:
-    start_step, state_g, state_d, root_key = _restore_or_init(
+    start_step, state_g, state_d, root_key, meta = _restore_or_init(
         config, checkpoints, G, D, tx_g, tx_d, facts, mesh)
+    stop.check()
   except BaseException:
     checkpoints.close()
     raise
@@ -532,15 +622,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
     bar = tqdm(total=config.steps, initial=min(start_step, config.steps), unit="step",
                dynamic_ncols=True, desc="train")
 
-  def save(step: int) -> None:
+  def save(step: int, eval_pending: bool) -> None:
     bad = _first_nonfinite_leaf((state_g, state_d))
     if bad is not None:
       raise NonFiniteError(f"Training diverged: the state has NaN/Inf in {bad} at step {step}; "
                            f"it was not saved. {last_good()}")
     checkpoints.save(step, {"g": state_g, "d": state_d, "rng": jax.random.key_data(root_key)},
                      {"config": config.to_dict(), "step": step, **facts, "devices": len(devices),
-                      "processes": jax.process_count(), "jax": jax.__version__})
+                      "processes": jax.process_count(), "jax": jax.__version__,
+                      "jaxgan": __version__, "eval_pending": eval_pending})
     last_saved[0] = step
+
+  def evaluate_now(step: int) -> dict:
+    """The evaluation at ``step``, logged; {} when a signal interrupted it."""
+    try:
+      result = {**evaluator(_sample(G, state_g, eval_key, evaluator.num_samples, stop.check)),
+                "fd_floor": evaluator.floor}
+    except Stopped:
+      return {}
+    logs.metrics(step, result, prefix="eval")
+    return result
 
   # Compiled here rather than at the first save, which would stall the loop; a restored
   # state is finite by construction (only finite states are saved), so this also checks
@@ -549,45 +650,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
     raise NonFiniteError(f"The state at step {start_step} has NaN/Inf in {bad}.")
 
   step, metrics, evaluation, preempted = start_step, {}, {}, False
+  # An evaluation a signal interrupted before the checkpoint was saved: made now, so the
+  # run's logs hold what an uninterrupted run's hold.
+  eval_pending = bool(meta.get("eval_pending")) and evaluator is not None
+  if eval_pending and stop.signal is None:
+    evaluation = evaluate_now(step)
+    eval_pending = not evaluation
   pending: list[tuple[int, dict]] = []
   interval_start, interval_step = time.perf_counter(), start_step
   batches = data_lib.Prefetch(
       data_lib.batches(source, config.batch_size, config.seed, start_step), place=place)
   try:
-    with _StopRequest() as stop:
-      while step < config.steps:
-        _, batch = next(batches)
-        state_g, state_d, step_metrics = step_fn(state_g, state_d, batch, step_key)
-        step += 1
-        pending.append((step, step_metrics))
+    if stop.signal is not None:  # during the restore or the pending evaluation: nothing new
+      raise Stopped(stop.signal)
+    while step < config.steps:
+      _, batch = next(batches)
+      state_g, state_d, step_metrics = step_fn(state_g, state_d, batch, step_key)
+      step += 1
+      pending.append((step, step_metrics))
+      if bar is not None:
+        bar.update(1)
+      final = step == config.steps
+      stopping = _stopping(stop, checkpoints, step)
+      saving = step % config.checkpoint_every == 0 or final or stopping
+      if step % config.log_every == 0 or saving:  # metrics are checked before every save
+        metrics = _mean_metrics(pending, last_good)
+        now = time.perf_counter()
+        rate = (step - interval_step) / (now - interval_start)
+        interval_start, interval_step, pending = now, step, []
+        logs.metrics(step, {**metrics, "steps_per_sec": rate, "time": time.time()})
         if bar is not None:
-          bar.update(1)
-        stopping = stop.signal is not None or (
-            jax.process_count() > 1 and checkpoints.reached_preemption(step))
-        final = step == config.steps or stopping
-        saving = step % config.checkpoint_every == 0 or final
-        if step % config.log_every == 0 or saving:  # metrics are checked before every save
-          metrics = _mean_metrics(pending, last_good)
-          now = time.perf_counter()
-          rate = (step - interval_step) / (now - interval_start)
-          interval_start, interval_step, pending = now, step, []
-          logs.metrics(step, {**metrics, "steps_per_sec": rate, "time": time.time()})
-          if bar is not None:
-            bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}",
-                            refresh=False)
-        if step % config.sample_every == 0 or final:
-          images = np.asarray(generate(G, state_g, grid_key, config.grid_size ** 2))
-          logs.grid(step, images, config.grid_size)
-        if evaluator is not None and not stopping and (step % config.eval_every == 0
-                                                       or step == config.steps):
-          evaluation = {**evaluator(_sample(G, state_g, eval_key, evaluator.num_samples)),
-                        "fd_floor": evaluator.floor}
-          logs.metrics(step, evaluation, prefix="eval")
-        if saving:
-          save(step)
-        if stopping:
-          preempted = step < config.steps
-          break
+          bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}",
+                          refresh=False)
+      if step % config.sample_every == 0 or final or stopping:
+        images = np.asarray(generate(G, state_g, grid_key, config.grid_size ** 2))
+        logs.grid(step, images, config.grid_size)
+      if evaluator is not None and (step % config.eval_every == 0 or final):
+        evaluation = {} if stopping else evaluate_now(step)
+        eval_pending = not evaluation  # a signal came before or during it: made on resume
+        stopping, saving = stopping or eval_pending, saving or eval_pending
+      if saving:
+        save(step, eval_pending)
+      if stopping:
+        break
+      eval_pending = False
+    preempted = step < config.steps
     checkpoints.wait()
     if preempted:
       _notice(f"jaxgan: stopped at step {step} ({stop.signal or 'preemption'}); the checkpoint "
@@ -601,6 +708,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
     logs.close()
     checkpoints.close()
   return RunResult(state_g, state_d, G, D, step, metrics, evaluation, preempted)
+
+
+def _stopping(stop: StopRequest, checkpoints, step: int) -> bool:
+  """A signal arrived, or (multi-host) the processes agreed to stop at this step."""
+  return stop.signal is not None or (
+      jax.process_count() > 1 and checkpoints.reached_preemption(step))
 
 
 # -- using a finished (or running) run ----------------------------------------------------------
@@ -644,14 +757,18 @@ def export_samples(workdir: str, path: str, num: int, seed: int = 0) -> tuple[np
 
   The EMA generator is used when the run kept one. The same workdir, ``num`` and ``seed``
   give the same file; the first ``n`` images of a larger export equal an export of ``n``.
+  The file is written whole, then renamed into place: a signal (SIGTERM, Ctrl-C) during
+  the export raises ``Stopped`` and leaves no file.
 
   Returns:
     ``(images, meta)``.
   """
   if num < 1:
     raise ValueError(f"num_samples must be >= 1, got {num}.")
-  G, state_g, meta = load_generator(workdir)
-  images = evaluate.to_uint8(_sample(G, state_g, jax.random.key(seed), num))
+  with stop_on_signals() as stop:
+    G, state_g, meta = load_generator(workdir)
+    images = evaluate.to_uint8(_sample(G, state_g, jax.random.key(seed), num, stop.check))
+    stop.check()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path + ".tmp", "wb") as f:
     np.save(f, images)

@@ -76,3 +76,33 @@ def test_step_throughput_runs_and_reports_every_variant(tmp_path):
   assert info["floor_ms_per_step"] == pytest.approx(
       1e3 * 8 * info["executed_gflop_per_image_step"] / info["jax_matmul_gflops"])
   assert "jax_bf16_k" in proc.stdout  # the printed table
+
+
+def test_mlp_throughput_runs_every_variant_and_its_floor(tmp_path):
+  out = tmp_path / "r.json"
+  cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "mlp_throughput.py"), "--batch=8",
+         "--k=3", "--calls=2", "--k_calls=1", "--warmup=1", "--repeats=2", "--matmul_n=128",
+         "--dataset_sizes=16,5000", f"--out={out}"]
+  env = {**os.environ, "XLA_FLAGS": ""}  # one device, as a user runs it
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads(out.read_text())
+  rows = [(r["variant"], r["dataset_size"], r["steps_per_call"]) for r in result["rows"]]
+  assert rows == [("jax", None, 1), ("jax_k", 16, 3), ("jax_k", 5000, 3), ("torch", None, 1)]
+  for r in result["rows"]:
+    assert r["steps_per_s"] * r["ms_per_step"] == pytest.approx(1e3)
+  info = result["info"]
+  assert info["params"] == (100 * 256 + 256 + 256 * 784 + 784) + (784 * 256 + 256 + 256 + 1)
+  # The step's matmuls at batch 8, counted by hand (2 FLOPs per multiply-add): G forward
+  # 100x256 + 256x784 = 226,304 and D forward 784x256 + 256x1 = 200,960 multiply-adds per
+  # example. The D update runs G forward, D forward on real and fake, D's weight
+  # gradients for both and the input gradient of D's second layer for both; the G update
+  # runs G forward, D forward, D's input gradients (both layers), G's weight gradients
+  # and the input gradient of G's second layer.
+  g, d, d2 = 226_304, 200_960, 256
+  d_update = g + 2 * d + 2 * d + 2 * d2
+  g_update = g + d + d + g + 256 * 784
+  assert info["gflop_per_step"] == pytest.approx(2 * 8 * (d_update + g_update) / 1e9, rel=1e-6)
+  assert info["floor_ms_per_step"] == pytest.approx(
+      1e3 * info["gflop_per_step"] / info["jax_matmul_gflops"])
+  assert "floor:" in proc.stdout and "x torch" in proc.stdout

@@ -1,6 +1,7 @@
 """The model families: shapes, the TF tutorial's sizes, BN sync over an axis, spectral norm."""
 
 import contextlib
+import re
 
 import flax.linen as nn
 import jax
@@ -267,9 +268,12 @@ _SWAP_PRONE = [(4, 4, 5, 1, "SAME"), (8, 8, 5, 2, "SAME"), (4, 4, 5, 2, "SAME"),
                (3, 5, 4, 1, "SAME"), (5, 4, 6, 3, "SAME"), (4, 4, 5, 1, ((1, 3), (2, 0))),
                (6, 6, 5, 2, "VALID"), (2, 2, 3, 1, ((5, 1), (0, 4))),
                (3, 4, 2, 3, "SAME")]  # a stride above the kernel: phases without taps
+# The DCGAN layers' shapes and other plain ones: only the gradient is rewritten.
+_PLAIN = [(14, 14, 5, 2, "SAME"), (7, 7, 5, 1, "SAME"), (7, 7, 3, 1, "SAME"),
+          (13, 11, 3, 2, "VALID"), (10, 10, 3, 2, ((2, 0), (1, 1))), (9, 9, 2, 4, "SAME")]
 
 
-@pytest.mark.parametrize("h,w,k,s,padding", _SWAP_PRONE)
+@pytest.mark.parametrize("h,w,k,s,padding", _SWAP_PRONE + _PLAIN)
 def test_conv_general_dilated_equals_lax_with_gradients(h, w, k, s, padding):
   from jaxgan.models.layers import conv_general_dilated
 
@@ -284,7 +288,9 @@ def test_conv_general_dilated_equals_lax_with_gradients(h, w, k, s, padding):
     return conv_general_dilated(x, kernel, (s, s), padding,
                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-  assert "optimization_barrier" in str(jax.make_jaxpr(ours)(x, kernel))  # the rewrite ran
+  jaxpr = str(jax.make_jaxpr(ours)(x, kernel))
+  assert "custom_vjp" in jaxpr  # the rewrite ran
+  assert ("optimization_barrier" in jaxpr) == ((h, w, k, s, padding) in _SWAP_PRONE)
   np.testing.assert_allclose(ours(x, kernel), ref(x, kernel), atol=1e-4)
   cot = jax.random.normal(jax.random.key(2), ref(x, kernel).shape)
   for got, want in zip(jax.grad(lambda *a: jnp.sum(ours(*a) * cot), argnums=(0, 1))(x, kernel),
@@ -302,6 +308,32 @@ def test_conv_general_dilated_equals_lax_with_gradients(h, w, k, s, padding):
   kernels = jnp.stack([kernel, 2 * kernel])
   np.testing.assert_allclose(jax.vmap(ours, (None, 0))(x, kernels),
                              jax.vmap(ref, (None, 0))(x, kernels), atol=1e-3)
+
+
+def test_dcgan_gradients_in_a_loop_use_only_plain_convolutions():
+  # Inside a loop body XLA:CPU runs the convolutions autodiff makes for the weight and
+  # input gradients 2-170x slower (BUILD_NOTES: jax-ml/jax#12868); those have batch and
+  # features exchanged (dim_labels other than b01f_01io->b01f). Every convolution in a
+  # scanned DCGAN gradient must be a plain NHWC/HWIO one. (With lax's own gradients,
+  # checked when writing this test, the loop holds f01b/01bf-labelled convolutions.)
+  G = models.DCGANGenerator(width=0.125)
+  D = models.DCGANDiscriminator(width=0.125, dropout=0.0)
+  z, x = jnp.zeros((4, 8)), jnp.zeros((4, 28, 28, 1))
+  gv, dv = G.init(jax.random.key(0), z), D.init(jax.random.key(1), x)
+
+  def loss(params, z):
+    images, _ = G.apply({**gv, "params": params[0]}, z, mutable=["batch_stats"])
+    return jnp.sum(D.apply({"params": params[1]}, images) ** 2)
+
+  def scanned(params, zs):
+    return jax.lax.scan(lambda p, z: (jax.tree.map(jnp.add, p, jax.grad(loss)(p, z)), None),
+                        params, zs)[0]
+
+  text = jax.jit(scanned).lower((gv["params"], dv["params"]), jnp.zeros((3, 4, 8))).compile(
+      ).as_text()
+  labels = re.findall(r"convolution\([^\n]*dim_labels=([^,\s]+)", text)
+  assert "while" in text and len(labels) >= 10
+  assert set(labels) == {"b01f_01io->b01f"}, sorted(set(labels))
 
 
 def test_dcgan_32x32_gradients_compile_without_swapped_convolutions(monkeypatch):

@@ -2,10 +2,12 @@
 
 import json
 import os
+import runpy
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -15,8 +17,10 @@ import pytest
 from idx_files import blobs_idx_dir
 from PIL import Image
 from tensorboardX.proto import event_pb2
+from test_data import needs_fashion
 
-from jaxgan import checkpoint, parallel, train
+import jaxgan
+from jaxgan import checkpoint, data, parallel, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -148,6 +152,22 @@ def test_another_architecture_or_latent_size_is_refused_by_name(blobs, tmp_path,
   floats = [x for x in leaves(result) if jnp.issubdtype(x.dtype, jnp.floating)]
   assert {x.dtype for x in floats} == {np.dtype(np.float32)}
   assert all(np.isfinite(x).all() for x in floats)
+
+
+def test_a_checkpoint_of_the_old_data_order_is_refused(blobs, tmp_path):
+  # A checkpoint written before the data order was recorded (jaxgan 0.1.0, whose batches
+  # came from sorted permutations) must not resume silently with other batches.
+  train.train_and_evaluate(tiny(blobs, steps=10), str(tmp_path))
+  meta_file = tmp_path / "checkpoints" / "10" / "meta" / "metadata"
+  meta = json.loads(meta_file.read_text())
+  assert meta["data_order"] == "feistel-1" and meta["jaxgan"] == jaxgan.__version__
+  del meta["data_order"], meta["jaxgan"]
+  meta_file.write_text(json.dumps(meta))
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match=r"another order \('permutation'; this jaxgan streams 'feistel-1'\)"
+                     r"[\s\S]*another --workdir[\s\S]*jaxgan 0.1.0"):
+    train.train_and_evaluate(tiny(blobs, steps=20), str(tmp_path))
+  assert complete_checkpoints(tmp_path) == [10]  # nothing lost
 
 
 def corrupt(step_dir):
@@ -321,20 +341,108 @@ def finish_and_compare(workdir, blobs, uninterrupted, resumed_from):
   assert_bitwise_equal(arrays, uninterrupted[1])
 
 
-def test_sigterm_saves_and_exits_0_then_resumes_exactly(blobs, tmp_path, uninterrupted):
-  child = launch(tmp_path, blobs, **SUBPROCESS_RUN)
-  wait_for(lambda: logged_steps(tmp_path) >= 30 or child.poll() is not None)
-  child.send_signal(signal.SIGTERM)
-  sent = time.monotonic()
-  out, err = child.communicate(timeout=60)
-  assert child.returncode == 0, err[-3000:]
-  assert time.monotonic() - sent < 20
-  assert "SIGTERM received" in err
+# SIGTERM in every window of a run's life, one window per process, on one workdir: each
+# process exits 0 within 30 s, keeps what it had, and the run ends with the bytes and the
+# evaluations of a run that was never stopped.
+WINDOWS_RUN = dict(dataset=f"idx:{data.DEBIAN_FASHION_MNIST}", model="mlp", latent_dim=16,
+                   batch_size=32, steps=120, checkpoint_every=20, log_every=10,
+                   sample_every=60, eval_every=60, eval_samples=200, grid_size=4,
+                   progress=False, lr_g=1e-3, lr_d=1e-3)
+
+
+class Child:
+  """A process of tests/signal_windows.py whose stderr lines are collected as they come."""
+
+  def __init__(self, window, workdir, *flags, env=None, **config):
+    args = [sys.executable, os.path.join(ROOT, "tests", "signal_windows.py"), window,
+            f"--workdir={workdir}", *flags]
+    args += [f"--config.{k}={v}" for k, v in {**WINDOWS_RUN, **config}.items()]
+    self.proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True, env={**os.environ, **(env or {})})
+    self.lines, self.out = [], []  # stderr and stdout, each read by a thread as it comes
+    self.readers = [threading.Thread(target=lambda: self.lines.extend(self.proc.stderr)),
+                    threading.Thread(target=lambda: self.out.extend(self.proc.stdout))]
+    for reader in self.readers:
+      reader.start()
+
+  def signal_when(self, condition, timeout=300):
+    wait_for(lambda: condition() or self.proc.poll() is not None, timeout)
+    assert self.proc.poll() is None, ("".join(self.lines) + "".join(self.out))[-3000:]
+    self.proc.send_signal(signal.SIGTERM)
+    sent = time.monotonic()
+    self.proc.wait(timeout=120)
+    elapsed = time.monotonic() - sent
+    for reader in self.readers:
+      reader.join(10)
+    self.proc.stdout.close()
+    self.proc.stderr.close()
+    out = "".join(self.out)
+    err = "".join(self.lines)
+    assert self.proc.returncode == 0, err[-3000:]
+    assert elapsed < 30, elapsed
+    assert "SIGTERM received" in err
+    return out, err
+
+  def in_window(self, window):
+    return lambda: any(line.startswith(f"JAXGAN_WINDOW {window}") for line in self.lines)
+
+
+@needs_fashion
+def test_sigterm_in_every_window_exits_0_keeps_everything_and_resumes_exactly(tmp_path):
+  workdir = tmp_path / "run"
+  reference = tmp_path / "reference"
+  # The uninterrupted run: the script's own config, as the processes read it.
+  config = runpy.run_path(os.path.join(ROOT, "experiments", "configs", "mnist.py"))["get_config"]()
+  config.update(WINDOWS_RUN)
+  train.train_and_evaluate(config, str(reference))
+  want_step, want = read_checkpoint(reference)
+
+  def meta(step):
+    with open(workdir / "checkpoints" / str(step) / "meta" / "metadata") as f:
+      return json.load(f)
+
+  # Loading the data, and compiling the first step: nothing yet, then step 1.
+  child = Child("data", workdir)
+  out, _ = child.signal_when(child.in_window("data"))
+  assert "stopped before training" in out and not (workdir / "checkpoints").exists()
+  child = Child("compile", workdir)
+  out, _ = child.signal_when(child.in_window("compile"))
+  assert complete_checkpoints(workdir) == [1] and "step 1 (stopped early" in out
+  # During the first evaluation (step 60): saved, with the evaluation marked as owed.
+  child = Child("evaluation", workdir)
+  child.signal_when(child.in_window("evaluation"))
+  assert complete_checkpoints(workdir)[-1] == 60 and meta(60)["eval_pending"]
+  # Training the evaluation classifier (an empty cache): nothing changes.
+  child = Child("classifier", workdir, env={"JAXGAN_CACHE_DIR": str(tmp_path / "cache")})
+  out, _ = child.signal_when(child.in_window("classifier"))
+  assert "stopped before training" in out and complete_checkpoints(workdir)[-1] == 60
+  assert not list((tmp_path / "cache").glob("classifiers/*.msgpack"))  # none half-trained
+  # Between steps, after the owed evaluation was made on resume.
+  child = Child("none", workdir)
+  _, err = child.signal_when(lambda: logged_steps(workdir) >= 75)
+  assert "resumed from step 60" in err
   stopped = int(err.split("stopped at step ")[1].split(" ")[0])
-  assert 30 <= stopped < SUBPROCESS_RUN["steps"]
-  assert complete_checkpoints(tmp_path)[-1] == stopped  # saved at the step it stopped at
-  assert f"step {stopped} (stopped early; run again to resume)" in out
-  finish_and_compare(tmp_path, blobs, uninterrupted, stopped)
+  assert 75 <= stopped < 120 and complete_checkpoints(workdir)[-1] == stopped
+  # While the last checkpoint is being saved: the run finishes.
+  child = Child("final_save", workdir)
+  out, _ = child.signal_when(child.in_window("final_save"))
+  assert "step 120 (done)" in out
+  # Tearing down a finished run, and exporting samples: exit 0, and no partial file.
+  child = Child("teardown", workdir)
+  child.signal_when(child.in_window("teardown"))
+  samples = tmp_path / "samples.npy"
+  child = Child("sample_out", workdir, f"--sample_out={samples}", "--num_samples=3000")
+  out, _ = child.signal_when(child.in_window("sample_out"))
+  assert "nothing was written" in out and not os.path.exists(samples)
+
+  step, got = read_checkpoint(workdir)
+  assert step == want_step == 120
+  assert_bitwise_equal(got, want)
+  # The evaluations, the one a signal interrupted included, are the uninterrupted run's.
+  # (Training records are means over log intervals, which a stop splits.)
+  evaluations = [r for r in jsonl(workdir) if "eval" in r]
+  assert [r["step"] for r in evaluations] == [60, 120]
+  assert evaluations == [r for r in jsonl(reference) if "eval" in r]
 
 
 def test_sigkill_at_any_moment_resumes_from_the_last_complete_checkpoint(

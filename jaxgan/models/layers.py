@@ -146,23 +146,33 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
                          lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
                          feature_group_count: int = 1, batch_group_count: int = 1,
                          precision=None, preferred_element_type=None) -> jax.Array:
-  """``lax.conv_general_dilated`` that XLA:CPU does not turn into its slow form.
+  """``lax.conv_general_dilated`` in the forms XLA:CPU runs fast, inside loops too.
 
-  XLA's algebraic simplifier swaps a convolution's operands when the kernel's spatial
-  size (product over the spatial axes) exceeds the input's: a 5x5 kernel on a 4x4 map,
-  as in the 32x32 DCGAN's first generator layer, or in the input gradient of a 5x5
-  stride-2 layer whose output is 4x4. XLA:CPU runs the swapped form (the input as the
-  window, batch and features exchanged) 50-100x slower than the plain one. Here such a
-  convolution pads its input first, behind ``lax.optimization_barrier`` so that XLA
-  cannot fold the padding back in, and runs a 'VALID' convolution, whose input is then
-  at least as large as the kernel; its gradient (a custom VJP) computes the input
-  gradient the same way at stride 1 and in sub-pixel form (one stride-1 correlation per
-  output phase) at larger strides. The result is the same function.
+  Two slow forms on XLA:CPU, measured (BUILD_NOTES.md):
+
+  * XLA's algebraic simplifier swaps a convolution's operands when the kernel's spatial
+    size (product over the spatial axes) exceeds the input's: a 5x5 kernel on a 4x4 map,
+    as in the 32x32 DCGAN's first generator layer, or in the input gradient of a 5x5
+    stride-2 layer whose output is 4x4. XLA:CPU runs the swapped form 50-100x slower.
+    Such a convolution pads its input first, behind ``lax.optimization_barrier`` so that
+    XLA cannot fold the padding back in, and runs a 'VALID' convolution.
+  * Inside a loop body (``lax.scan``, ``fori_loop``: K steps per call), XLA:CPU runs
+    the convolutions that autodiff makes for the weight gradient 90-170x slower than
+    outside one, and those for the input gradient 2-5x slower (jax-ml/jax#12868).
+
+  So the gradient is a custom VJP made of plain NHWC/HWIO convolutions, which XLA:CPU
+  runs at full speed in and out of loops: the forms XLA:CPU's own canonicalisation gives
+  autodiff's convolutions outside loops (and does not apply inside them), written out,
+  with batch and features exchanged by explicit transposes for the weight gradient and
+  the kernel flipped for the input gradient; for the swap-prone convolutions the input
+  gradient is in sub-pixel form (one stride-1 correlation of the output gradient per
+  output phase, no multiplication by the zeros of a stride-dilated gradient). The result
+  is the same function (tested against ``lax`` to float rounding, with first and second
+  derivatives); only forward-mode differentiation (``jax.jvp``) is not defined.
 
   It applies on the CPU backend, to 2-D NHWC/HWIO convolutions without dilation or
-  groups whose kernel outsizes the input or the output; everything else goes straight
-  to ``lax.conv_general_dilated``. The signature is that one, so it can be given to
-  ``nn.Conv(conv_general_dilated=...)``.
+  groups; everything else goes straight to ``lax.conv_general_dilated``. The signature
+  is that one, so it can be given to ``nn.Conv(conv_general_dilated=...)``.
   """
   plain = functools.partial(
       jax.lax.conv_general_dilated, lhs, rhs, window_strides, padding, lhs_dilation,
@@ -181,9 +191,26 @@ def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides, padding
   pads = tuple((int(lo), int(hi)) for lo, hi in padding)
   out_hw = [(n + lo + hi - k) // s + 1
             for n, (lo, hi), k, s in zip(lhs.shape[1:3], pads, (kh, kw), strides, strict=True)]
-  if kh * kw <= min(lhs.shape[1] * lhs.shape[2], out_hw[0] * out_hw[1]):
-    return plain()  # XLA keeps the operands, forward and backward
-  return _unswapped_conv(lhs, rhs, strides, pads, precision)
+  swap_prone = kh * kw > min(lhs.shape[1] * lhs.shape[2], out_hw[0] * out_hw[1])
+  return _cpu_conv(*_vary_alike(lhs, rhs), strides, pads, precision, swap_prone)
+
+
+def _varying_axes(x) -> frozenset:
+  """The mapped axes ``x`` varies over inside ``shard_map`` (checked varying types)."""
+  aval = jax.typeof(x)
+  manual = getattr(aval, "manual_axis_type", None)  # jax 0.10 and later
+  return frozenset(manual.varying if manual is not None else getattr(aval, "vma", ()))
+
+
+def _vary_alike(*xs):
+  """``xs`` cast to vary over the same mapped axes, as JAX's own rules do before a
+  custom VJP: its gradient for an operand replicated over an axis (the kernel, under
+  ``shard_map``) then comes back as that operand's type, the sum over the axis (pcast's
+  transpose)."""
+  axes = frozenset().union(*map(_varying_axes, xs))
+  return tuple(x if _varying_axes(x) == axes
+               else jax.lax.pcast(x, tuple(sorted(axes - _varying_axes(x))), to="varying")
+               for x in xs)
 
 
 def _valid_conv(x, w, strides, precision):
@@ -198,26 +225,65 @@ def _padded(x, pads):
   return jax.lax.optimization_barrier(jax.lax.pad(x, jnp.zeros((), x.dtype), config))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _unswapped_conv(x, w, strides, pads, precision):
-  return _valid_conv(_padded(x, pads), w, strides, precision)
+def _forward(x, w, strides, pads, precision, swap_prone):
+  if swap_prone:
+    return _valid_conv(_padded(x, pads), w, strides, precision)
+  return jax.lax.conv_general_dilated(x, w, strides, pads, dimension_numbers=_NHWC,
+                                      precision=precision)
 
 
-def _unswapped_conv_fwd(x, w, strides, pads, precision):
-  xp = _padded(x, pads)
-  return _valid_conv(xp, w, strides, precision), (xp, w)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
+def _cpu_conv(x, w, strides, pads, precision, swap_prone):
+  return _forward(x, w, strides, pads, precision, swap_prone)
 
 
-def _unswapped_conv_bwd(strides, pads, precision, residuals, dy):
-  xp, w = residuals
-  # Weight gradient: XLA's own transpose; its input (xp) outsizes its window (dy).
-  _, vjp_w = jax.vjp(lambda w: _valid_conv(xp, w, strides, precision), w)
-  (dw,) = vjp_w(dy)
-  input_hw = [n - lo - hi for n, (lo, hi) in zip(xp.shape[1:3], pads, strict=True)]
-  return _input_grad(dy, w, input_hw, pads, strides, precision), dw
+def _cpu_conv_fwd(x, w, strides, pads, precision, swap_prone):
+  return _forward(x, w, strides, pads, precision, swap_prone), (x, w)
 
 
-_unswapped_conv.defvjp(_unswapped_conv_fwd, _unswapped_conv_bwd)
+def _cpu_conv_bwd(strides, pads, precision, swap_prone, residuals, dy):
+  x, w = residuals
+  input_grad = _input_grad if swap_prone else _input_grad_dilated
+  return (input_grad(dy, w, x.shape[1:3], pads, strides, precision),
+          _weight_grad(x, dy, w.shape[:2], pads, strides, precision))
+
+
+_cpu_conv.defvjp(_cpu_conv_fwd, _cpu_conv_bwd)
+
+
+def _weight_grad(x, dy, kernel_hw, pads, strides, precision):
+  """Weight gradient ``[kh, kw, in, out]``, in the form XLA:CPU gives autodiff's outside
+  loops, written out so that it is the same inside them.
+
+  Along one axis ``dw[t] = sum_o x_pad[s*o + t] dy[o]``: a correlation of the padded
+  input with the output gradient dilated by the stride, contracting the batch. Both
+  operands are transposed so that the batch is the features of a plain NHWC/HWIO
+  convolution (``[in, H, W, batch]`` with ``[oh, ow, batch, out]``); the high padding
+  is trimmed so that the result has the kernel's size.
+  """
+  lhs = jnp.transpose(x, (3, 1, 2, 0))
+  rhs = jnp.transpose(dy, (1, 2, 0, 3))
+  padding = [(lo, k - n - lo + (o - 1) * s)
+             for n, (lo, _), k, o, s in zip(x.shape[1:3], pads, kernel_hw, dy.shape[1:3], strides,
+                                            strict=True)]
+  dw = jax.lax.conv_general_dilated(lhs, rhs, (1, 1), padding, rhs_dilation=strides,
+                                    dimension_numbers=_NHWC, precision=precision)
+  return jnp.transpose(dw, (1, 2, 0, 3))
+
+
+def _input_grad_dilated(dy, w, input_hw, pads, strides, precision):
+  """Input gradient in the form XLA:CPU gives autodiff's outside loops, written out.
+
+  Along one axis ``dx[i] = sum_t dy_dilated[i + lo - t] w[t]``: a correlation of the
+  stride-dilated output gradient with the flipped kernel, its in and out features
+  exchanged explicitly (a plain HWIO kernel).
+  """
+  wt = jnp.flip(w, (0, 1)).swapaxes(2, 3)
+  padding = [(k - 1 - lo, n + k - 2 - (o - 1) * s - (k - 1 - lo))
+             for n, (lo, _), k, o, s in zip(input_hw, pads, w.shape[:2], dy.shape[1:3], strides,
+                                            strict=True)]
+  return jax.lax.conv_general_dilated(dy, wt, (1, 1), padding, lhs_dilation=strides,
+                                      dimension_numbers=_NHWC, precision=precision)
 
 
 def _input_grad(dy, w, input_hw, pads, strides, precision):
