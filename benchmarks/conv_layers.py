@@ -20,6 +20,11 @@ The last two rows are the 32x32 (CIFAR-10) pair's layers whose kernel outsizes t
 (G's input, D's output). XLA swaps such a convolution's operands and runs it far slower;
 the models use ``jaxgan.models.layers.conv_general_dilated``, which avoids that, and so
 does this benchmark unless ``--plain_lax`` times ``jax.lax.conv_general_dilated``.
+
+``--in_loop`` times each computation inside a 2-iteration ``lax.fori_loop`` (per
+iteration), as K steps per call run it. XLA:CPU runs the gradient convolutions autodiff
+makes 2-170x slower there (``--plain_lax --in_loop``); jaxgan's ``conv_general_dilated``
+writes them in the forms it runs fast anywhere.
 """
 
 from __future__ import annotations
@@ -48,6 +53,16 @@ def jax_seconds(fn, args, repeats: int) -> float:
   return median_seconds(lambda: jax.block_until_ready(fn(*args)), repeats, warmup=1)
 
 
+def in_loop(fn, iterations: int = 2):
+  """``fn(x, w)`` run ``iterations`` times in a ``fori_loop`` on scaled inputs, summed."""
+  def looped(x, w):
+    zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(fn, x, w))
+    return jax.lax.fori_loop(
+        0, iterations, lambda i, acc: jax.tree.map(jnp.add, acc, fn(x * (1.0 + i), w)), zeros)
+
+  return looped
+
+
 
 
 def main():
@@ -58,11 +73,15 @@ def main():
   parser.add_argument("--plain_lax", action="store_true",
                       help="time jax.lax.conv_general_dilated instead of jaxgan's "
                       "(jaxgan.models.layers.conv_general_dilated, what the models run)")
+  parser.add_argument("--in_loop", action="store_true",
+                      help="time inside a 2-iteration lax.fori_loop (JAX columns)")
   args = parser.parse_args()
   options = jaxgan.cpu.compiler_options(args.conv_kernels)
   conv_fn = (jax.lax.conv_general_dilated if args.plain_lax
              else jaxgan.models.layers.conv_general_dilated)
-  print(f"XLA compiler options: {options}; convolution: {conv_fn.__module__}")
+  print(f"XLA compiler options: {options}; convolution: {conv_fn.__module__}"
+        + ("; inside a loop" if args.in_loop else ""))
+  iterations = 2 if args.in_loop else 1
   try:
     import torch
   except ImportError:
@@ -80,11 +99,12 @@ def main():
     def conv(x, w, s=s):
       return conv_fn(x, w, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    fwd = jax.jit(conv, compiler_options=options)
-    both = jax.jit(jax.grad(lambda x, w: jnp.sum(conv(x, w) ** 2), argnums=(0, 1)),
-                   compiler_options=options)
-    t_f = jax_seconds(fwd, (x, w), args.repeats)
-    t_b = jax_seconds(both, (x, w), args.repeats)
+    grads = jax.grad(lambda x, w: jnp.sum(conv(x, w) ** 2), argnums=(0, 1))
+    wrap = in_loop if args.in_loop else (lambda f: f)
+    fwd = jax.jit(wrap(conv), compiler_options=options)
+    both = jax.jit(wrap(grads), compiler_options=options)
+    t_f = jax_seconds(fwd, (x, w), args.repeats) / iterations
+    t_b = jax_seconds(both, (x, w), args.repeats) / iterations
     line = f"{name:<32} {gflop:>6.2f} {gflop / t_f:>8.0f} {3 * gflop / t_b:>8.0f}"
     if torch:
       xt = torch.randn(b, cin, hw, hw, requires_grad=True)

@@ -80,9 +80,9 @@ def _feistel(xp, x, key, bits: int):
 
 
 # At least 8 bits (halves of 4): on smaller domains a Feistel network reaches only a
-# skewed subset of the permutations (for N = 5 on 3 bits, chi-squared 2154 over the 120
-# orders, 119 degrees of freedom; 118 on 8 bits: tests/test_data.py). Walking a domain
-# of 256 costs a small split at most 256 / N rounds of walking, and a large one nothing.
+# skewed subset of the permutations (for N = 5 on 3 bits, chi-squared 1088 over the 120
+# orders with 119 degrees of freedom, against 134 on 8 bits: tests/test_data.py). Walking
+# a domain of 256 costs a small split at most 256 / N walks, and a large one nothing.
 MIN_DOMAIN_BITS = 8
 
 
