@@ -110,13 +110,19 @@ def _positions(xp, step, batch_size: int, num_examples: int):
   return first + position // n, position % n
 
 
+def _first_walk(xp, key_words, epoch, position, num_examples: int):
+  """``(domain bits, per-element round key, the network's first value)``."""
+  bits = _domain_bits(num_examples)
+  key = _epoch_key(xp, key_words, epoch)
+  return bits, key, _feistel(xp, position, key, bits)
+
+
 def _permute_np(key_words: np.ndarray, epoch: np.ndarray, position: np.ndarray,
                 num_examples: int) -> np.ndarray:
   if num_examples == 1:
     return np.zeros(position.shape, np.int32)
-  bits, n = _domain_bits(num_examples), np.uint32(num_examples)
-  key = _epoch_key(np, key_words, epoch)
-  out = _feistel(np, position, key, bits)
+  bits, key, out = _first_walk(np, key_words, epoch, position, num_examples)
+  n = np.uint32(num_examples)
   outside = out >= n
   while outside.any():  # cycle-walking: under 2 walks on average once N > 128
     out[outside] = _feistel(np, out[outside], key[outside], bits)
@@ -128,11 +134,10 @@ def _permute_jax(key_words: jax.Array, epoch: jax.Array, position: jax.Array,
                  num_examples: int) -> jax.Array:
   if num_examples == 1:
     return jnp.zeros(position.shape, jnp.int32)
-  bits, n = _domain_bits(num_examples), jnp.uint32(num_examples)
-  key = _epoch_key(jnp, key_words, epoch)
+  bits, key, out = _first_walk(jnp, key_words, epoch, position, num_examples)
+  n = jnp.uint32(num_examples)
   out = jax.lax.while_loop(lambda y: jnp.any(y >= n),
-                           lambda y: jnp.where(y >= n, _feistel(jnp, y, key, bits), y),
-                           _feistel(jnp, position, key, bits))
+                           lambda y: jnp.where(y >= n, _feistel(jnp, y, key, bits), y), out)
   return out.astype(jnp.int32)
 
 

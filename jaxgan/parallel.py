@@ -161,9 +161,9 @@ def _step_axis(step_fn: Callable, axis_name: str) -> None:
 
 
 # Steps unrolled per loop iteration on the CPU (a loop over groups of this many steps):
-# the MLP pair at K=100 ran 297 steps/s as a plain loop, 389 with 2, 411 with 5, 339 with
-# 10, 74 fully unrolled (whose compilation took minutes); the DCGAN pair runs as fast as
-# single steps either way (BUILD_NOTES.md, "K steps per call on the CPU").
+# the fastest measured for the MLP pair at K=100 (a plain loop about 25% slower, 8 or 10
+# at a step slower, full unrolling 5x slower after minutes of compiling); the DCGAN pair
+# runs as fast as single steps either way (BUILD_NOTES.md, issue 14, "The unroll bound").
 CPU_UNROLL = 4
 # A convolution XLA:CPU runs at full speed inside a loop body: 2-D, NHWC/HWIO/NHWC.
 _PLAIN_CONV = jax.lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))

@@ -55,10 +55,10 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 # Settings a checkpoint's run cannot change: they change the state's shapes, the data or
 # the random streams. Resuming under other values is refused with an error.
 MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed")
-# Settings that may change on resume (a notice lists them): the run goes on, but it is no
-# longer the run an uninterrupted job would have made.
 # The data order of checkpoints that do not record one (jaxgan.data.ORDER).
 OLD_DATA_ORDER = "permutation"
+# Settings that may change on resume (a notice lists them): the run goes on, but it is no
+# longer the run an uninterrupted job would have made.
 MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay", "lr_g", "lr_d",
               "b1", "b2", "batch_size", "compute_dtype")
 
@@ -694,7 +694,7 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
       if stopping:
         break
       eval_pending = False
-    preempted = step < config.steps
+    preempted = step < config.steps or eval_pending  # an evaluation is still owed
     checkpoints.wait()
     if preempted:
       _notice(f"jaxgan: stopped at step {step} ({stop.signal or 'preemption'}); the checkpoint "

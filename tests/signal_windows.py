@@ -22,7 +22,7 @@ import runpy
 import sys
 import time
 
-HOLD_S = 3.0
+HOLD_S = 1.0
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
