@@ -161,8 +161,8 @@ def _step_axis(step_fn: Callable, axis_name: str) -> None:
 
 
 # Steps unrolled per loop iteration on the CPU (a loop over groups of this many steps):
-# the fastest measured for the MLP pair at K=100 (a plain loop about 25% slower, 8 or 10
-# at a step slower, full unrolling 5x slower after minutes of compiling); the DCGAN pair
+# the fastest measured for the MLP pair at K=100 (a plain loop about 25% slower, groups
+# of 8 or 10 slower too, full unrolling 5x slower after minutes of compiling); the DCGAN pair
 # runs as fast as single steps either way (BUILD_NOTES.md, issue 14, "The unroll bound").
 CPU_UNROLL = 4
 # A convolution XLA:CPU runs at full speed inside a loop body: 2-D, NHWC/HWIO/NHWC.
