@@ -15,7 +15,13 @@ EMA (0.999, with its warm-up) in both frameworks. Variants (``--variants``):
   dataset of ``N`` images, in the stream order of ``jaxgan.data``), once per size in
   ``--dataset_sizes``; a batch costs O(B) whatever ``N``, which the sizes show;
 * ``torch``: PyTorch eager, the same step (``step_throughput.torch_step``) on a batch
-  already on the device.
+  already on the device;
+* ``matmuls``: the step's own matrix products alone (every ``dot_general`` of its jaxpr,
+  with its shapes and dimension numbers, on random operands) in the same ``--k``-step
+  loop as ``jax_k`` (``lax.scan``, the library's unroll): the time the step could not go
+  below with these kernels if nothing else cost anything. Each product's smaller operand
+  gets the loop's carry added (a scalar that stays 0) so that XLA cannot hoist it out of
+  the loop; those adds are in the figure.
 
 Every variant is built and warmed up (compiled) first; then ``--repeats`` rounds time
 ``--calls`` calls of each variant in turn (so that a drift in the machine's speed meets
@@ -35,6 +41,7 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from step_throughput import _jaxpr_flops, jax_matmul_gflops, torch_step
@@ -75,15 +82,63 @@ def jax_runner(args, k: int, dataset_size: int = 0):
   return call, sync, sum(x.size for x in jax.tree.leaves((states[0].params, states[1].params)))
 
 
-def step_gflop(args) -> float:
-  """GFLOP (2 x multiply-adds) of one jaxgan step, as its jaxpr writes them."""
+def step_jaxpr(args):
+  """The jaxpr of one jaxgan step of the pair."""
   G = models.MLPGenerator(image_shape=IMAGE, hidden=(HIDDEN,))
   D = models.MLPDiscriminator(hidden=(HIDDEN,))
   tx = optax.adam(2e-4, b1=0.5)
   states = jaxgan.abstract_states(G, D, tx, tx, latent_dim=LATENT, image_shape=IMAGE)
   step = jaxgan.make_train_step(G, D, "non_saturating", ema_decay=args.ema or None)
   batch = {"image": jax.ShapeDtypeStruct((args.batch, *IMAGE), np.float32)}
-  return _jaxpr_flops(jax.make_jaxpr(step)(*states, batch, jax.random.key(0)).jaxpr) / 1e9
+  return jax.make_jaxpr(step)(*states, batch, jax.random.key(0)).jaxpr
+
+
+def step_gflop(args) -> float:
+  """GFLOP (2 x multiply-adds) of one jaxgan step, as its jaxpr writes them."""
+  return _jaxpr_flops(step_jaxpr(args)) / 1e9
+
+
+def _dot_eqns(jaxpr) -> list:
+  """Every dot_general of ``jaxpr`` and of the jaxprs nested in it."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.primitive.name == "dot_general":
+      found.append(eqn)
+    for value in eqn.params.values():
+      for inner in value if isinstance(value, tuple | list) else (value,):
+        inner = getattr(inner, "jaxpr", inner)
+        if hasattr(inner, "eqns"):
+          found += _dot_eqns(inner)
+  return found
+
+
+def matmul_runner(args):
+  """The step's matrix products alone, ``--k`` of each per call (see ``matmuls``)."""
+  eqns = _dot_eqns(step_jaxpr(args))
+  rng = np.random.default_rng(0)
+  operands = [tuple(rng.standard_normal(v.aval.shape).astype(v.aval.dtype) for v in e.invars)
+              for e in eqns]
+  params = [{k: e.params[k] for k in ("dimension_numbers", "precision",
+                                      "preferred_element_type")} for e in eqns]
+
+  def products(carry, _):
+    total = carry
+    for (lhs, rhs), p in zip(operands, params, strict=True):
+      if lhs.size <= rhs.size:
+        lhs = lhs + carry
+      else:
+        rhs = rhs + carry
+      total = total + 0.0 * jnp.sum(jax.lax.dot_general(lhs, rhs, **p))
+    return total, None
+
+  fn = jax.jit(lambda c: jax.lax.scan(products, c, None, length=args.k,
+                                      unroll=parallel.CPU_UNROLL)[0])
+  holder = {"c": jnp.float32(0)}
+
+  def call():
+    holder["c"] = fn(holder["c"])
+
+  return call, lambda: holder["c"].block_until_ready(), None
 
 
 def torch_runner(args):
@@ -112,15 +167,16 @@ def main():
   parser.add_argument("--k_calls", type=int, default=5, help="calls per timing (jax_k)")
   parser.add_argument("--warmup", type=int, default=20)
   parser.add_argument("--repeats", type=int, default=7)
-  parser.add_argument("--variants", default="jax,jax_k,torch")
+  parser.add_argument("--variants", default="jax,jax_k,torch,matmuls")
   parser.add_argument("--torch_threads", type=int, default=0,
                       help="torch.set_num_threads (0: PyTorch's default)")
   parser.add_argument("--matmul_n", type=int, default=2048, help="size of the peak matmul")
   parser.add_argument("--out", default="", help="write the results as JSON here")
   args = parser.parse_args()
   variants = args.variants.split(",")
-  if set(variants) - {"jax", "jax_k", "torch"}:
-    parser.error(f"unknown variants {sorted(set(variants) - {'jax', 'jax_k', 'torch'})}")
+  known = {"jax", "jax_k", "torch", "matmuls"}
+  if set(variants) - known:
+    parser.error(f"unknown variants {sorted(set(variants) - known)}")
   info = {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
           "cpus": os.cpu_count(), "jax": jax.__version__, "backend": jax.default_backend(),
           "device": str(jax.devices()[0].device_kind), "batch": args.batch, "k": args.k,
@@ -147,13 +203,18 @@ def main():
     else:
       runs.append((name, 0))
   for name, n in runs:  # build and warm up (compile) every variant first
-    k = args.k if name == "jax_k" else 1
-    call, sync, params[name] = torch_runner(args) if name == "torch" else jax_runner(args, k, n)
+    k = args.k if name in ("jax_k", "matmuls") else 1
+    if name == "torch":
+      call, sync, params[name] = torch_runner(args)
+    elif name == "matmuls":
+      call, sync, _ = matmul_runner(args)
+    else:
+      call, sync, params[name] = jax_runner(args, k, n)
     start = time.perf_counter()
-    for _ in range(2 if name == "jax_k" else args.warmup):
+    for _ in range(2 if k > 1 else args.warmup):
       call()
     sync()
-    calls = args.k_calls if name == "jax_k" else args.calls
+    calls = args.k_calls if k > 1 else args.calls
     timed.append((name, n, k, call, sync, calls, time.perf_counter() - start, []))
   # Repeats taken in turn, so that a change in the machine's speed (shared cores) meets
   # every variant alike; the median of each.

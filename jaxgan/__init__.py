@@ -9,9 +9,9 @@ The public API::
     state_g, state_d, metrics = jax.jit(train_step)(state_g, state_d, batch, key)
 """
 
-__version__ = "0.2.0"  # before the imports: modules of the package read it
+__version__ = "0.3.0"  # before the imports: modules of the package read it
 
-from jaxgan import cpu, losses, models, sweep
+from jaxgan import cpu, losses, models, rng, sweep
 from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import TrainStep, generate, make_train_step, sample_latent
 
@@ -25,6 +25,7 @@ __all__ = [
     "losses",
     "make_train_step",
     "models",
+    "rng",
     "sample_latent",
     "sweep",
 ]

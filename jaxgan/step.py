@@ -12,9 +12,9 @@ generator's step counter, so every call draws fresh randomness and a resumed run
 exactly what an uninterrupted one would have. Each consumer gets its own split: the
 latent vectors of critic update ``i``, their dropout masks and interpolation
 coefficients, and the generator update's. Latent vectors and interpolation coefficients
-are drawn *per example* from ``fold_in(key, global example index)``, so they do not
-depend on how many devices share the batch (the global index of example ``j`` on device
-``d`` is ``d * local_batch + j``).
+are drawn *per example* from the key and the global example index (``jaxgan.rng``), so
+they do not depend on how many devices share the batch (the global index of example
+``j`` on device ``d`` is ``d * local_batch + j``).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import jax.numpy as jnp
 from jaxgan import cpu
 from jaxgan import losses as losses_lib
 from jaxgan.models import layers
+from jaxgan.rng import example_normal, example_uniform
 from jaxgan.state import NetState, _as_key, _shape_str, logits_shape_error
 
 Metrics = dict[str, jax.Array]
@@ -39,10 +40,10 @@ StepFn = Callable[..., tuple[NetState, NetState, Metrics]]
 
 def sample_latent(key: jax.Array, num: int, latent_dim: int, offset: int | jax.Array = 0,
                   dtype: Any = jnp.float32) -> jax.Array:
-  """Standard normal latent vectors, example ``i`` drawn from ``fold_in(key, offset + i)``.
+  """Standard normal latent vectors, example ``i`` drawn from ``key`` and ``offset + i``.
 
   Args:
-    key: PRNG key.
+    key: PRNG key (consumed: split it for other draws).
     num: number of vectors.
     latent_dim: size of each vector.
     offset: global index of the first vector (e.g. ``device_index * local_batch``).
@@ -50,16 +51,9 @@ def sample_latent(key: jax.Array, num: int, latent_dim: int, offset: int | jax.A
 
   Returns:
     ``[num, latent_dim]``; row ``i`` is the same whatever ``num`` and ``offset`` are,
-    as long as ``offset + i`` is.
+    as long as ``offset + i`` is (``jaxgan.rng.example_normal``).
   """
-  return _per_example(key, num, offset, lambda k: jax.random.normal(k, (latent_dim,), dtype))
-
-
-def _per_example(key: jax.Array, num: int, offset, draw: Callable[[jax.Array], jax.Array]
-                 ) -> jax.Array:
-  index = jnp.asarray(offset, jnp.uint32) + jnp.arange(num, dtype=jnp.uint32)
-  keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
-  return jax.vmap(draw)(keys)
+  return example_normal(key, num, (latent_dim,), offset, dtype)
 
 
 def _global_norm(tree) -> jax.Array:
@@ -207,7 +201,7 @@ class TrainStep:
         d_fn = lambda x: self._discriminate(params, ms, x,  # noqa: E731
                                             jax.random.fold_in(k_drop, 2))[0]
         if self.gp_weight > 0:
-          eps = _per_example(k_eps, batch_size, offset, lambda k: jax.random.uniform(k, ()))
+          eps = example_uniform(k_eps, batch_size, (), offset)
           gp = losses_lib.gradient_penalty(d_fn, real, fake, eps)
           total = total + self.gp_weight * gp
           metrics["gp"] = gp

@@ -41,7 +41,7 @@ import optax
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxgan import __version__, cpu, evaluate, models, parallel
+from jaxgan import __version__, cpu, evaluate, models, parallel, rng
 from jaxgan import checkpoint as ckpt_lib
 from jaxgan import data as data_lib
 from jaxgan import losses as losses_lib
@@ -55,8 +55,11 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 # Settings a checkpoint's run cannot change: they change the state's shapes, the data or
 # the random streams. Resuming under other values is refused with an error.
 MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed")
-# The data order of checkpoints that do not record one (jaxgan.data.ORDER).
-OLD_DATA_ORDER = "permutation"
+# The random streams a checkpoint records (jaxgan.data.ORDER, jaxgan.rng.SCHEME): a run
+# resumes only with the streams it started with. For each, the value of the checkpoints
+# written before it was recorded, and what differs when it does not match.
+STREAMS = {"data_order": ("permutation", "batches came in another order"),
+           "noise": ("fold_in", "noise (latents, dropout masks) was drawn another way")}
 # Settings that may change on resume (a notice lists them): the run goes on, but it is no
 # longer the run an uninterrupted job would have made.
 MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay", "lr_g", "lr_d",
@@ -447,15 +450,14 @@ def _check_resumable(meta: dict, config, facts: dict, directory: str) -> None:
   offline); lists the ``MAY_CHANGE`` fields that differ."""
   saved = {**meta.get("config", {}), **{k: meta.get(k) for k in facts}}
   current = {**config.to_dict(), **facts}
-  # Checkpoints from before the data order was recorded used the sorted permutations.
-  saved["data_order"] = saved.get("data_order") or OLD_DATA_ORDER
-  if saved["data_order"] != facts["data_order"]:
-    raise ckpt_lib.CheckpointMismatchError(
-        f"{directory} holds a checkpoint (step {meta.get('step')}) of a run whose batches "
-        f"came in another order ({saved['data_order']!r}; this jaxgan streams "
-        f"{facts['data_order']!r}), so resuming it here would not continue that run. Use "
-        "another --workdir to start a new run, or finish this one with the jaxgan that "
-        f"started it (jaxgan {meta.get('jaxgan', '0.1.0')}).")
+  for field, (old, what) in STREAMS.items():
+    saved[field] = saved.get(field) or old
+    if saved[field] != facts[field]:
+      raise ckpt_lib.CheckpointMismatchError(
+          f"{directory} holds a checkpoint (step {meta.get('step')}) of a run whose {what} "
+          f"({saved[field]!r}; this jaxgan uses {facts[field]!r}), so resuming it here would "
+          "not continue that run. Use another --workdir to start a new run, or finish this "
+          f"one with the jaxgan that started it (jaxgan {meta.get('jaxgan', '0.1.0')}).")
   differ = [k for k in (*MUST_MATCH, *facts) if saved.get(k) != current[k]]
   if differ:
     lines = [f"{k}: checkpoint {saved.get(k)!r}, config {current[k]!r}" for k in differ]
@@ -573,7 +575,7 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   stop.check()
   image_shape = source.image_shape
   facts = {"image_shape": list(image_shape), "data": source.description,
-           "data_order": data_lib.ORDER}
+           "data_order": data_lib.ORDER, "noise": rng.SCHEME}
   G, D = make_models(config, image_shape)
   tx_g, tx_d = make_optimizers(config)
   pmap_devices = devices if config.num_devices else None  # None: pmap's own choice, all

@@ -7,6 +7,7 @@ import sys
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from jaxgan import models
@@ -82,13 +83,13 @@ def test_mlp_throughput_runs_every_variant_and_its_floor(tmp_path):
   out = tmp_path / "r.json"
   cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "mlp_throughput.py"), "--batch=8",
          "--k=3", "--calls=2", "--k_calls=1", "--warmup=1", "--repeats=2", "--matmul_n=128",
-         "--dataset_sizes=16,5000", "--variants=jax,jax_k", f"--out={out}"]  # CI has no torch
+         "--dataset_sizes=16,5000", "--variants=jax,jax_k,matmuls", f"--out={out}"]  # no torch
   env = {**os.environ, "XLA_FLAGS": ""}  # one device, as a user runs it
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads(out.read_text())
   rows = [(r["variant"], r["dataset_size"], r["steps_per_call"]) for r in result["rows"]]
-  assert rows == [("jax", None, 1), ("jax_k", 16, 3), ("jax_k", 5000, 3)]
+  assert rows == [("jax", None, 1), ("jax_k", 16, 3), ("jax_k", 5000, 3), ("matmuls", None, 3)]
   for r in result["rows"]:
     assert r["steps_per_s"] * r["ms_per_step"] == pytest.approx(1e3)
   info = result["info"]
@@ -106,3 +107,25 @@ def test_mlp_throughput_runs_every_variant_and_its_floor(tmp_path):
   assert info["floor_ms_per_step"] == pytest.approx(
       1e3 * info["gflop_per_step"] / info["jax_matmul_gflops"])
   assert "floor:" in proc.stdout and "jax_k" in proc.stdout
+  # The matmuls variant runs exactly those products: the same hand count from its list.
+  import argparse
+
+  import mlp_throughput
+  eqns = mlp_throughput._dot_eqns(mlp_throughput.step_jaxpr(argparse.Namespace(batch=8, ema=0.999)))
+  flops = sum(2 * e.outvars[0].aval.size * np.prod([e.invars[0].aval.shape[i] for i in
+                                                     e.params["dimension_numbers"][0][0]])
+              for e in eqns)
+  assert flops == 2 * 8 * (d_update + g_update)
+
+
+def test_latents_benchmark_runs_every_variant():
+  cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "latents.py"), "--batch=4", "--dim=3",
+         "--k=2", "--repeats=2"]
+  env = {**os.environ, "XLA_FLAGS": ""}
+  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  lines = proc.stdout.strip().splitlines()
+  assert json.loads(lines[0])["batch"] == 4
+  rows = [line.split() for line in lines[2:]]
+  assert [r[0] for r in rows] == ["jaxgan", "fold_in", "normal"]
+  assert rows[0][2] == "1.00x" and all(float(r[1]) > 0 for r in rows)

@@ -164,10 +164,26 @@ def test_a_checkpoint_of_the_old_data_order_is_refused(blobs, tmp_path):
   del meta["data_order"], meta["jaxgan"]
   meta_file.write_text(json.dumps(meta))
   with pytest.raises(checkpoint.CheckpointMismatchError,
-                     match=r"another order \('permutation'; this jaxgan streams 'feistel-1'\)"
+                     match=r"another order \('permutation'; this jaxgan uses 'feistel-1'\)"
                      r"[\s\S]*another --workdir[\s\S]*jaxgan 0.1.0"):
     train.train_and_evaluate(tiny(blobs, steps=20), str(tmp_path))
   assert complete_checkpoints(tmp_path) == [10]  # nothing lost
+
+
+def test_a_checkpoint_of_the_old_noise_is_refused(blobs, tmp_path):
+  # jaxgan 0.2.0 drew each example's noise from fold_in(key, index) and did not record it.
+  train.train_and_evaluate(tiny(blobs, steps=10), str(tmp_path))
+  meta_file = tmp_path / "checkpoints" / "10" / "meta" / "metadata"
+  meta = json.loads(meta_file.read_text())
+  assert meta["noise"] == "threefry-example-1"
+  del meta["noise"]
+  meta["jaxgan"] = "0.2.0"
+  meta_file.write_text(json.dumps(meta))
+  with pytest.raises(checkpoint.CheckpointMismatchError,
+                     match=r"noise \(latents, dropout masks\) was drawn another way \('fold_in'; "
+                     r"this jaxgan uses 'threefry-example-1'\)[\s\S]*jaxgan 0.2.0"):
+    train.train_and_evaluate(tiny(blobs, steps=20), str(tmp_path))
+  assert complete_checkpoints(tmp_path) == [10]
 
 
 def corrupt(step_dir):

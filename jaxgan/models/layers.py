@@ -12,6 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.rng import example_bernoulli
+
 
 def example_mask(key: jax.Array, shape, keep_prob: float, offset, broadcast_dims=()
                  ) -> jax.Array:
@@ -26,7 +28,8 @@ def example_mask(key: jax.Array, shape, keep_prob: float, offset, broadcast_dims
       them every example shares one mask, drawn from ``key`` itself.
 
   Returns:
-    bool ``shape``: row ``j`` is ``bernoulli(fold_in(key, offset + j), keep_prob)``.
+    bool ``shape``: row ``j`` depends only on ``key`` and ``offset + j``
+    (``jaxgan.rng.example_bernoulli``).
   """
   ndim = len(shape)
   broadcast = {d % ndim for d in broadcast_dims}
@@ -34,9 +37,7 @@ def example_mask(key: jax.Array, shape, keep_prob: float, offset, broadcast_dims
   if 0 in broadcast:
     mask = jax.random.bernoulli(key, keep_prob, (1, *row))
   else:
-    index = jnp.asarray(offset, jnp.uint32) + jnp.arange(shape[0], dtype=jnp.uint32)
-    keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, index)
-    mask = jax.vmap(lambda k: jax.random.bernoulli(k, keep_prob, row))(keys)
+    mask = example_bernoulli(key, keep_prob, shape[0], row, offset)
   return jnp.broadcast_to(mask, shape)
 
 
@@ -52,10 +53,10 @@ class ExampleDropout(nn.Module):
   """Dropout whose mask for each example depends only on its global index in the batch.
 
   Flax's ``nn.Dropout`` draws one mask for the local batch, so under ``pmap``/``shard_map``
-  the masks change with the number of devices. Here example ``j`` on device ``d`` uses
-  ``fold_in(key, d * local_batch + j)`` with ``key`` from the ``per_example`` rng stream,
-  which the jaxgan train step gives the same on every device: 8 devices and 1 device
-  draw the same masks for the same global batch.
+  the masks change with the number of devices. Here the mask of example ``j`` on device
+  ``d`` depends only on ``key`` and its global index ``d * local_batch + j``, with ``key``
+  from the ``per_example`` rng stream, which the jaxgan train step gives the same on every
+  device: 8 devices and 1 device draw the same masks for the same global batch.
 
   Attributes:
     rate: probability of dropping a unit.
