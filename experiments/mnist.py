@@ -8,7 +8,8 @@ Every field of experiments/configs/mnist.py can be overridden with --config.fiel
 Running again on the same workdir resumes. SIGTERM or Ctrl-C at any moment (loading, training,
 evaluating, saving, exporting) stops within seconds, saves what there is and exits 0.
 With --sample_out it trains nothing: it writes uint8 [N, 28, 28, 1] images from the newest
-checkpoint (the EMA generator) and exits.
+checkpoint (the EMA generator) and exits. A bad setting prints "error: ..." and exits with
+status 2 (the traceback with --verbosity=1 or JAXGAN_TRACEBACK=1).
 """
 
 import signal
@@ -22,13 +23,10 @@ for _sig in (signal.SIGTERM, signal.SIGINT):
 import os  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
 
-from jaxgan import train  # noqa: E402
+from jaxgan import cli, train  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "mnist.py"),
-    "Training config; override fields with --config.field=value.")
+_CONFIG = cli.define_config(os.path.join(os.path.dirname(__file__), "configs", "mnist.py"))
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/mnist",
                                "Checkpoints, metrics, TensorBoard events and samples go here.")
 _SAMPLE_OUT = flags.DEFINE_string("sample_out", None,
@@ -62,7 +60,9 @@ def main(argv):
     return
   state = "stopped early; run again to resume" if result.preempted else "done"
   print(f"step {result.step} ({state}); outputs in {os.path.abspath(_WORKDIR.value)}")
+  if result.grid:
+    print(f"samples: {os.path.abspath(result.grid)}")
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -11,14 +11,11 @@ import json
 import os
 import time
 
-from absl import app, flags
-from ml_collections import config_flags
+from absl import flags
 
-from jaxgan import toy
+from jaxgan import cli, toy
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "ring.py"),
-    "Training config; override fields with --config.field=value.")
+_CONFIG = cli.define_config(os.path.join(os.path.dirname(__file__), "configs", "ring.py"))
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/ring", "Where outputs are written.")
 
 
@@ -45,4 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

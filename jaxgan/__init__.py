@@ -11,7 +11,7 @@ The public API::
 
 __version__ = "0.3.0"  # before the imports: modules of the package read it
 
-from jaxgan import cpu, losses, models, rng, sweep
+from jaxgan import cli, cpu, errors, losses, models, rng, sweep
 from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import TrainStep, generate, make_train_step, sample_latent
 
@@ -19,8 +19,10 @@ __all__ = [
     "NetState",
     "TrainStep",
     "abstract_states",
+    "cli",
     "cpu",
     "create_states",
+    "errors",
     "generate",
     "losses",
     "make_train_step",

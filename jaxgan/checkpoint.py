@@ -29,16 +29,18 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxgan.errors import ConfigError, Error
+
 PyTree = Any
 
 CORRUPT_DIR = "unreadable"  # where unreadable checkpoints are moved, inside the directory
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(Error, RuntimeError):
   """No checkpoint in the directory can be restored."""
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(Error, ValueError):
   """A checkpoint exists but belongs to a run the current config cannot continue."""
 
 
@@ -75,7 +77,7 @@ class Checkpoints:
   def __init__(self, directory: str, *, keep: int = 3,
                log: Callable[[str], None] = print):
     if keep < 1:
-      raise ValueError(f"keep must be at least 1 (checkpoints to keep), got {keep}.")
+      raise ConfigError(f"keep must be at least 1 (checkpoints to keep), got {keep}.")
     self.directory = os.path.abspath(directory)
     self.keep = keep
     self._log = log

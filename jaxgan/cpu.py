@@ -25,6 +25,8 @@ import os
 import jax
 import jax.numpy as jnp
 
+from jaxgan.errors import ConfigError
+
 CONV_KERNELS = ("xla", "jaxlib")  # XLA's own convolutions | whatever this jaxlib picks
 YNN_FUSION_TYPE = "xla_cpu_experimental_ynn_fusion_type"
 WITHOUT_CONVOLUTIONS = "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"
@@ -48,7 +50,7 @@ def compiler_options(conv_kernels: str = "xla") -> dict[str, str]:
     ValueError: an unknown ``conv_kernels``.
   """
   if conv_kernels not in CONV_KERNELS:
-    raise ValueError(f"conv_kernels must be one of {CONV_KERNELS}, got {conv_kernels!r}.")
+    raise ConfigError(f"conv_kernels must be one of {CONV_KERNELS}, got {conv_kernels!r}.")
   if conv_kernels == "jaxlib" or jax.default_backend() != "cpu":
     return {}
   if YNN_FUSION_TYPE in os.environ.get("XLA_FLAGS", ""):

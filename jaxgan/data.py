@@ -27,10 +27,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.errors import ConfigError, Error
+
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
-class DataError(ValueError):
+class DataError(Error, ValueError):
   """A dataset that cannot be used as it is; the message says what is wrong and the fix."""
 
 
@@ -97,10 +99,10 @@ def _positions(xp, step, batch_size: int, num_examples: int):
   examples): ``step = q * N + r`` so ``step * B = (q * B) * N + r * B``, and ``r * B < N * B``.
   """
   if batch_size > num_examples:
-    raise ValueError(f"The batch size ({batch_size}) exceeds the number of examples "
+    raise ConfigError(f"The batch size ({batch_size}) exceeds the number of examples "
                      f"({num_examples}); use a smaller batch.")
   if num_examples * batch_size >= 2**32:
-    raise ValueError(f"num_examples * batch_size = {num_examples * batch_size:,} must be below "
+    raise ConfigError(f"num_examples * batch_size = {num_examples * batch_size:,} must be below "
                      "2**32 for the 32-bit data order.")
   n = xp.uint32(num_examples)
   step = xp.asarray(step).astype(xp.uint32)

@@ -19,6 +19,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from jaxgan.errors import ConfigError, InputTypeError
+
 Array = jax.Array
 
 # Added inside the square root of the WGAN-GP gradient norm so that its derivative is
@@ -95,7 +97,7 @@ def register(loss: Loss) -> Loss:
     The same loss, so this can be used on a module-level definition.
   """
   if loss.name in _REGISTRY:
-    raise ValueError(f"A loss named {loss.name!r} is already registered.")
+    raise ConfigError(f"A loss named {loss.name!r} is already registered.")
   _REGISTRY[loss.name] = loss
   return loss
 
@@ -128,13 +130,14 @@ def get(name: str | Loss) -> Loss:
   if isinstance(name, Loss):
     return name
   if not isinstance(name, str):
-    raise TypeError(f"A loss is a name (str) or a jaxgan.losses.Loss, got {type(name).__name__}.")
+    raise InputTypeError("A loss is a name (str) or a jaxgan.losses.Loss, got "
+                         f"{type(name).__name__}.")
   key = name.strip().lower().replace("-", "_")
   aliases = {"bce": "non_saturating", "ns": "non_saturating", "lsgan": "least_squares",
              "wgan": "wasserstein"}
   key = aliases.get(key, key)
   if key not in _REGISTRY:
-    raise ValueError(
+    raise ConfigError(
         f"Unknown loss {name!r}. Known losses: {', '.join(names())} "
         f"(aliases: {', '.join(sorted(aliases))}). To add one, "
         "jaxgan.losses.register(jaxgan.losses.Loss(name, d_fn, g_fn))."

@@ -33,6 +33,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxgan import data as data_lib
+from jaxgan.errors import ConfigError
 
 AXIS = "data"
 PyTree = Any
@@ -154,7 +155,7 @@ def split_batch(batch: Mapping[str, Any], num_devices: int | None = None,
 def _step_axis(step_fn: Callable, axis_name: str) -> None:
   config = getattr(step_fn, "config", None)
   if config is not None and config.axis_name != axis_name:
-    raise ValueError(
+    raise ConfigError(
         f"The train step was made with axis_name={config.axis_name!r}, but it is being mapped "
         f"over the axis {axis_name!r}. Make it with jaxgan.make_train_step(..., "
         f"axis_name={axis_name!r}).")
@@ -321,7 +322,7 @@ def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,
     if not data_on_device:
       for name, x in batch.items():
         if np.ndim(x) < 2 or np.shape(x)[0] != n:
-          raise ValueError(
+          raise ConfigError(
               f"pmap_step takes batch leaves split as [devices={n}, per_device, ...]; "
               f"batch[{name!r}] has shape {tuple(np.shape(x))}. Split a host batch with "
               "jaxgan.parallel.split_batch(batch).")

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.errors import InputTypeError
+
 # The scheme's name, recorded in checkpoints: a run resumes only with the noise it began with.
 SCHEME = "threefry-example-1"
 
@@ -63,7 +65,7 @@ def _key_words(key: jax.Array) -> tuple[jax.Array, jax.Array]:
   else:
     data = jnp.asarray(key)
     if data.shape != (2,) or data.dtype != jnp.uint32:
-      raise TypeError(f"key must be a jax.random.key or a raw uint32[2] key, got "
+      raise InputTypeError(f"key must be a jax.random.key or a raw uint32[2] key, got "
                       f"{data.dtype}{list(data.shape)}.")
   return data[0], data[1]
 

@@ -18,6 +18,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
+from jaxgan.errors import ConfigError, InputTypeError
+
 PyTree = Any
 
 
@@ -71,11 +73,11 @@ def _shape_str(shape: Sequence[int]) -> str:
   return "(" + ", ".join(str(int(s)) for s in shape) + ")"
 
 
-def logits_shape_error(shape: Sequence[int], batch: int) -> ValueError | None:
+def logits_shape_error(shape: Sequence[int], batch: int) -> ConfigError | None:
   """The error for a discriminator output that is not one logit per example, or None."""
   if tuple(shape) in ((batch,), (batch, 1)):
     return None
-  return ValueError(
+  return ConfigError(
       f"The discriminator must return one logit per example, shape [B] or [B, 1] with "
       f"B={batch}; it returned shape {_shape_str(shape)}. End it with a Dense(1) (and "
       "reshape), or average patch logits (PatchGAN) inside the module."
@@ -110,8 +112,9 @@ def _check_models(G: nn.Module, D: nn.Module, latent_dim: int, image_shape: tupl
   """Abstract forward passes of both models; raises a clear error on a mismatch."""
   for name, module in (("G", G), ("D", D)):
     if not isinstance(module, nn.Module):
-      raise TypeError(f"{name} must be a flax.linen.Module instance, got {type(module).__name__}"
-                      " (did you pass the class instead of an instance, e.g. DCGANGenerator()?).")
+      raise InputTypeError(f"{name} must be a flax.linen.Module instance, got "
+                           f"{type(module).__name__} (did you pass the class instead of an "
+                           "instance, e.g. DCGANGenerator()?).")
   z = jax.ShapeDtypeStruct((init_batch_size, latent_dim), jnp.float32)
   x = jax.ShapeDtypeStruct((init_batch_size, *image_shape), jnp.float32)
   key = jax.random.key(0)
@@ -119,7 +122,7 @@ def _check_models(G: nn.Module, D: nn.Module, latent_dim: int, image_shape: tupl
       lambda z: G.apply(G.init({"params": key}, z, train=False), z, train=False), z)
   if not hasattr(g_out, "shape") or tuple(g_out.shape[1:]) != tuple(image_shape):
     got = _shape_str(g_out.shape[1:]) if hasattr(g_out, "shape") else type(g_out).__name__
-    raise ValueError(
+    raise ConfigError(
         f"The generator maps latent vectors of size {latent_dim} to examples of shape {got}, "
         f"but image_shape={_shape_str(image_shape)}. Build the generator for this image shape "
         "(e.g. DCGANGenerator(image_shape=...)) or pass the matching image_shape."
@@ -176,10 +179,10 @@ def abstract_states(G: nn.Module, D: nn.Module, tx_g: optax.GradientTransformati
 
 def _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size):
   if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
-    raise ValueError(f"latent_dim must be a positive int, got {latent_dim!r}.")
+    raise ConfigError(f"latent_dim must be a positive int, got {latent_dim!r}.")
   image_shape = tuple(int(s) for s in image_shape)
   if not image_shape or any(s < 1 for s in image_shape):
-    raise ValueError(f"image_shape must be a non-empty tuple of positive sizes, e.g. "
+    raise ConfigError(f"image_shape must be a non-empty tuple of positive sizes, e.g. "
                      f"(28, 28, 1); got {image_shape!r}.")
   _check_models(G, D, latent_dim, image_shape, init_batch_size)
   return _make_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size), image_shape

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 
 from jaxgan import cpu
 from jaxgan import losses as losses_lib
+from jaxgan.errors import ConfigError, InputTypeError
 from jaxgan.models import layers
 from jaxgan.rng import example_normal, example_uniform
 from jaxgan.state import NetState, _as_key, _shape_str, logits_shape_error
@@ -63,15 +64,15 @@ def _global_norm(tree) -> jax.Array:
 
 def _check_options(n_critic, gp_weight, r1_weight, clip, ema_decay) -> None:
   if not isinstance(n_critic, int) or isinstance(n_critic, bool) or n_critic < 1:
-    raise ValueError(f"n_critic must be an int >= 1 (discriminator updates per generator "
+    raise ConfigError(f"n_critic must be an int >= 1 (discriminator updates per generator "
                      f"update), got {n_critic!r}.")
   for name, value in (("gp_weight", gp_weight), ("r1_weight", r1_weight)):
     if not isinstance(value, int | float) or value < 0:
-      raise ValueError(f"{name} must be a number >= 0 (0 disables it), got {value!r}.")
+      raise ConfigError(f"{name} must be a number >= 0 (0 disables it), got {value!r}.")
   if clip is not None and not (isinstance(clip, int | float) and clip > 0):
-    raise ValueError(f"clip must be a positive bound (WGAN used 0.01) or None, got {clip!r}.")
+    raise ConfigError(f"clip must be a positive bound (WGAN used 0.01) or None, got {clip!r}.")
   if ema_decay is not None and not (isinstance(ema_decay, int | float) and 0 <= ema_decay < 1):
-    raise ValueError(f"ema_decay must be in [0, 1) (e.g. 0.999) or None, got {ema_decay!r}.")
+    raise ConfigError(f"ema_decay must be in [0, 1) (e.g. 0.999) or None, got {ema_decay!r}.")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -143,31 +144,31 @@ class TrainStep:
   def _check_inputs(self, state_g: NetState, state_d: NetState, batch) -> jax.Array:
     for name, state in (("state_g", state_g), ("state_d", state_d)):
       if not isinstance(state, NetState):
-        raise TypeError(f"{name} must be a jaxgan NetState (from jaxgan.create_states), got "
+        raise InputTypeError(f"{name} must be a jaxgan NetState (from jaxgan.create_states), got "
                         f"{type(state).__name__}.")
     if state_g.ema_params is None:
-      raise ValueError("state_g has no ema_params: it looks like a discriminator state. "
+      raise ConfigError("state_g has no ema_params: it looks like a discriminator state. "
                        "Pass the states in the order create_states returns them: "
                        "train_step(state_g, state_d, batch, key).")
     if not isinstance(batch, Mapping) or "image" not in batch:
-      raise TypeError("batch must be a dict {'image': float32 [B, H, W, C] in [-1, 1], "
+      raise InputTypeError("batch must be a dict {'image': float32 [B, H, W, C] in [-1, 1], "
                       f"'label': int32 [B]}}; got {type(batch).__name__}"
                       + (f" with keys {sorted(batch)}" if isinstance(batch, Mapping) else "")
                       + ".")
     real = batch["image"]
     expected = state_d.input_shape
     if real.ndim != len(expected) + 1 or tuple(real.shape[1:]) != tuple(expected):
-      raise ValueError(
+      raise ConfigError(
           f"batch['image'] has shape {_shape_str(real.shape)}, but the models were built for "
           f"images of shape {_shape_str(expected)} (a batch [B, {', '.join(map(str, expected))}]"
           "). Resize the data or create the states with the data's image_shape (and a "
           "generator that produces it)."
       )
     if not jnp.issubdtype(real.dtype, jnp.floating):
-      raise TypeError(f"batch['image'] must be floating point in [-1, 1], got {real.dtype}; "
+      raise InputTypeError(f"batch['image'] must be floating point in [-1, 1], got {real.dtype}; "
                       "convert uint8 pixels with x / 127.5 - 1.")
     if real.shape[0] < 1:
-      raise ValueError("batch['image'] is empty (batch size 0).")
+      raise ConfigError("batch['image'] is empty (batch size 0).")
     return real
 
   # -- the step -----------------------------------------------------------------------

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgan.errors import ConfigError, InputTypeError
 from jaxgan.state import NetState, _as_key, _validated_init_fn
 
 PyTree = Any
@@ -42,7 +43,7 @@ def _set_hyperparams(state: NetState, values: Mapping[str, Sequence[float]], whi
   opt_state = state.opt_state
   # optax.InjectHyperparamsState, or InjectStatefulHyperparamsState in newer optax.
   if not (hasattr(opt_state, "hyperparams") and hasattr(opt_state, "_replace")):
-    raise TypeError(
+    raise InputTypeError(
         f"hyperparams_{which} needs an optimizer built with optax.inject_hyperparams, e.g. "
         "optax.inject_hyperparams(optax.adam)(learning_rate=2e-4); the "
         f"{'generator' if which == 'g' else 'discriminator'}'s optimizer state is "
@@ -50,11 +51,11 @@ def _set_hyperparams(state: NetState, values: Mapping[str, Sequence[float]], whi
   hyperparams = dict(opt_state.hyperparams)
   for name, vals in values.items():
     if name not in hyperparams:
-      raise ValueError(f"hyperparams_{which}: the optimizer has no injected hyperparameter "
+      raise ConfigError(f"hyperparams_{which}: the optimizer has no injected hyperparameter "
                        f"{name!r}; it has {sorted(hyperparams)}.")
     vals = jnp.asarray(vals, hyperparams[name].dtype)
     if vals.shape != (members,):
-      raise ValueError(f"hyperparams_{which}[{name!r}] needs one value per member "
+      raise ConfigError(f"hyperparams_{which}[{name!r}] needs one value per member "
                        f"({members}); got shape {tuple(vals.shape)}.")
     hyperparams[name] = vals
   return state.replace(opt_state=opt_state._replace(hyperparams=hyperparams))
@@ -81,7 +82,7 @@ def create_member_states(keys: jax.Array, G, D, tx_g: optax.GradientTransformati
   """
   keys = _as_key(jnp.asarray(keys))  # typed keys [M], or raw uint32 keys [M, 2]
   if keys.ndim != 1 or keys.shape[0] < 1:
-    raise ValueError("keys must be a 1-D array of M >= 1 keys, e.g. "
+    raise ConfigError("keys must be a 1-D array of M >= 1 keys, e.g. "
                      f"jax.random.split(jax.random.key(0), M); got shape {keys.shape}.")
   init_fn, _ = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size)
   members = keys.shape[0]

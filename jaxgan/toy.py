@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.errors import ConfigError
+
 
 def ring_centres(num_modes: int = 8, radius: float = 2.0) -> np.ndarray:
   """The mode centres, ``[num_modes, 2]``, the first on the positive x axis."""
@@ -61,7 +63,7 @@ def mode_stats(samples, num_modes: int = 8, radius: float = 2.0, std: float = 0.
   """
   samples = np.asarray(samples, np.float64)
   if samples.ndim != 2 or samples.shape[1] != 2:
-    raise ValueError(f"mode_stats takes points of shape [N, 2], got {samples.shape}.")
+    raise ConfigError(f"mode_stats takes points of shape [N, 2], got {samples.shape}.")
   centres = ring_centres(num_modes, radius)
   dist = np.linalg.norm(samples[:, None, :] - centres[None], axis=-1)
   nearest = dist.argmin(axis=1)

@@ -45,6 +45,7 @@ from jaxgan import __version__, cpu, evaluate, models, parallel, rng
 from jaxgan import checkpoint as ckpt_lib
 from jaxgan import data as data_lib
 from jaxgan import losses as losses_lib
+from jaxgan.errors import ConfigError, Error
 from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import generate, make_train_step
 
@@ -121,7 +122,7 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
 
     close = {k: difflib.get_close_matches(k, list(out), 2) for k in unknown}
     hints = [f"{k} (did you mean {', '.join(close[k])}?)" if close[k] else k for k in unknown]
-    raise ValueError(f"Unknown config field(s): {', '.join(hints)}. Known fields: "
+    raise ConfigError(f"Unknown config field(s): {', '.join(hints)}. Known fields: "
                      f"{', '.join(sorted(out))}.")
   with out.ignore_type():
     out.update(given)
@@ -155,7 +156,7 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
     checks.append((out[every] >= 1, f"{every} must be >= 1, got {out[every]}"))
   bad = [message for ok, message in checks if not ok]
   if bad:
-    raise ValueError("Invalid config: " + "; ".join(bad) + ".")
+    raise ConfigError("Invalid config: " + "; ".join(bad) + ".")
   losses_lib.get(out.loss)  # raises on an unknown loss, listing the known ones
   return out
 
@@ -180,7 +181,7 @@ def make_optimizers(config: ml_collections.ConfigDict):
           optax.adam(config.lr_d, b1=config.b1, b2=config.b2))
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(Error, FloatingPointError):
   """Training produced NaN or Inf; the message names the step, the metric and the checkpoint."""
 
 
@@ -197,6 +198,7 @@ class RunResult:
     metrics: means over the last logged interval.
     evaluation: the last evaluation (``fd``, ``coverage``, ``kl``, ``fd_floor``), if any.
     preempted: the run stopped on a signal before ``config.steps``.
+    grid: the newest sample grid (``workdir/samples/step_XXXXXXX.png``), or None.
   """
 
   state_g: NetState
@@ -207,6 +209,7 @@ class RunResult:
   metrics: dict[str, float]
   evaluation: dict[str, float]
   preempted: bool
+  grid: str | None = None
 
 
 # -- process-0 output ---------------------------------------------------------------------
@@ -247,9 +250,9 @@ class _Logs:
   def grid(self, step: int, images: np.ndarray, columns: int) -> str | None:
     if not self.enabled:
       return None
-    picture = evaluate.image_grid(images, columns)
+    picture = evaluate.image_grid(images, columns)  # exact size: TensorBoard zooms itself
     path = os.path.join(self.samples, f"step_{step:07d}.png")
-    evaluate.save_image(picture, path)
+    evaluate.save_image(evaluate.display_grid(images, columns), path)
     self.tb.add_image("samples", picture, step, dataformats="HWC")
     return path
 
@@ -436,10 +439,10 @@ def _devices(config) -> list:
   if config.num_devices == 0:
     return jax.devices()
   if jax.process_count() > 1:
-    raise ValueError("num_devices picks devices of a single process; on a multi-host run "
+    raise ConfigError("num_devices picks devices of a single process; on a multi-host run "
                      "leave it at 0 (every device).")
   if config.num_devices > jax.device_count():
-    raise ValueError(f"num_devices={config.num_devices}, but there are only "
+    raise ConfigError(f"num_devices={config.num_devices}, but there are only "
                      f"{jax.device_count()} devices.")
   return jax.devices()[:config.num_devices]
 
@@ -470,6 +473,14 @@ def _check_resumable(meta: dict, config, facts: dict, directory: str) -> None:
   if changed:
     _notice(f"jaxgan: resuming step {meta.get('step')} with changed settings (the run goes on "
             f"with the new values): {', '.join(changed)}.")
+
+
+def newest_grid(workdir: str) -> str | None:
+  """The newest ``samples/step_XXXXXXX.png`` of a run's directory, or None."""
+  samples = os.path.join(workdir, "samples")
+  names = sorted(n for n in os.listdir(samples) if n.startswith("step_") and n.endswith(".png")
+                 ) if os.path.isdir(samples) else []
+  return os.path.join(samples, names[-1]) if names else None
 
 
 @jax.jit
@@ -568,7 +579,7 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   os.makedirs(workdir, exist_ok=True)
   devices = _devices(config)
   if config.batch_size % len(devices):
-    raise ValueError(f"batch_size={config.batch_size} does not divide over {len(devices)} "
+    raise ConfigError(f"batch_size={config.batch_size} does not divide over {len(devices)} "
                      "devices; make it a multiple of the device count.")
 
   _, source = load_train_data(config)
@@ -709,7 +720,8 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
       bar.close()
     logs.close()
     checkpoints.close()
-  return RunResult(state_g, state_d, G, D, step, metrics, evaluation, preempted)
+  return RunResult(state_g, state_d, G, D, step, metrics, evaluation, preempted,
+                   newest_grid(workdir))
 
 
 def _stopping(stop: StopRequest, checkpoints, step: int) -> bool:
@@ -766,7 +778,7 @@ def export_samples(workdir: str, path: str, num: int, seed: int = 0) -> tuple[np
     ``(images, meta)``.
   """
   if num < 1:
-    raise ValueError(f"num_samples must be >= 1, got {num}.")
+    raise ConfigError(f"num_samples must be >= 1, got {num}.")
   with stop_on_signals() as stop:
     G, state_g, meta = load_generator(workdir)
     images = evaluate.to_uint8(_sample(G, state_g, jax.random.key(seed), num, stop.check))

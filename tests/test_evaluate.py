@@ -63,6 +63,22 @@ def test_image_grid_layout():
     evaluate.image_grid(np.zeros((2, 4, 4)))
 
 
+def test_pictures_for_people_draw_each_image_at_least_84_pixels():
+  assert [evaluate.display_scale(s, s) for s in (4, 28, 32, 42, 64, 83, 84, 128)] == [
+      21, 3, 3, 2, 2, 2, 1, 1]
+  assert evaluate.display_scale(28, 64) == 3  # the smaller side decides
+  images = np.random.default_rng(0).uniform(-1, 1, (64, 28, 28, 1)).astype(np.float32)
+  exact = evaluate.image_grid(images, 8)
+  shown = evaluate.display_grid(images, 8)
+  assert exact.shape == (242, 242, 1) and shown.shape == (726, 726, 1)
+  # Nearest neighbour: every pixel a 3 x 3 block of its exact value.
+  for dr in range(3):
+    for dc in range(3):
+      np.testing.assert_array_equal(shown[dr::3, dc::3], exact)
+  with pytest.raises(ValueError, match="integer factor"):
+    evaluate.upscale(exact, 1.5)
+
+
 @pytest.fixture(scope="module")
 def fashion_classifier():
   train = data.load_idx(data.DEBIAN_FASHION_MNIST, "train")

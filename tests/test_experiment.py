@@ -67,8 +67,8 @@ def test_export_without_a_run_is_a_clear_error(tmp_path):
       [sys.executable, os.path.join(ROOT, "experiments", "mnist.py"),
        f"--workdir={tmp_path / 'none'}", f"--sample_out={tmp_path / 'x.npy'}"],
       cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert child.returncode != 0
-  assert "No checkpoint in" in child.stderr and "train first" in child.stderr
+  assert child.returncode == 2 and child.stderr.startswith("error: No checkpoint in")
+  assert "train first" in child.stderr and "Traceback" not in child.stderr
   assert not os.path.exists(tmp_path / "x.npy")
 
 

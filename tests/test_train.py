@@ -254,10 +254,15 @@ def test_logs_metrics_tensorboard_and_grids(blobs, tmp_path, capfd):
   np.testing.assert_allclose([v.simple_value for _, v in scalars["train/g_loss"]],
                              [r["g_loss"] for r in records], rtol=1e-6)
   assert [s for s, _ in scalars["samples"]] == [10, 20]
-  # 4 x 4 grid of 28 x 28 images with 2-pixel borders.
+  # 4 x 4 grid of 28 x 28 images with 2-pixel borders, drawn 3x (84 px an image) in the
+  # PNG; TensorBoard gets the exact size.
   for step in (10, 20):
     grid = np.asarray(Image.open(tmp_path / "samples" / f"step_{step:07d}.png"))
-    assert grid.shape == (4 * 30 + 2, 4 * 30 + 2) and grid.dtype == np.uint8
+    assert grid.shape == (3 * (4 * 30 + 2), 3 * (4 * 30 + 2)) and grid.dtype == np.uint8
+    exact = grid[::3, ::3]
+    np.testing.assert_array_equal(grid, np.repeat(np.repeat(exact, 3, 0), 3, 1))
+  (_, tb_grid), _ = scalars["samples"]
+  assert (tb_grid.image.height, tb_grid.image.width) == (4 * 30 + 2, 4 * 30 + 2)
 
 
 def read_tfrecords(path):

@@ -25,6 +25,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxgan.errors import ConfigError
 from jaxgan.models.layers import ExampleDropout, UpConv, conv_general_dilated
 
 
@@ -38,7 +39,7 @@ def num_stages(height: int, width: int) -> int:
   while all(s % 2 ** (k + 1) == 0 and s // 2 ** (k + 1) >= 4 for s in (height, width)):
     k += 1
   if k == 0:
-    raise ValueError(
+    raise ConfigError(
         f"The DCGAN models need image sides that halve to whole numbers >= 4 "
         f"(e.g. 28, 32, 64); got {height}x{width}. Resize or pad the images, or use "
         "jaxgan.models.MLPGenerator/MLPDiscriminator."
@@ -135,7 +136,7 @@ class DCGANDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
     if x.ndim != 4:
-      raise ValueError(f"DCGANDiscriminator takes images [B, H, W, C]; got shape {x.shape}.")
+      raise ConfigError(f"DCGANDiscriminator takes images [B, H, W, C]; got shape {x.shape}.")
     k = num_stages(x.shape[1], x.shape[2])
 
     def layer(module: nn.Module, h: jax.Array) -> jax.Array:

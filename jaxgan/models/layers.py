@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgan.errors import ConfigError
 from jaxgan.rng import example_bernoulli
 
 
@@ -391,7 +392,7 @@ class UpConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.method not in UPSAMPLE_METHODS:
-      raise ValueError(f"UpConv method must be one of {UPSAMPLE_METHODS}, got {self.method!r}.")
+      raise ConfigError(f"UpConv method must be one of {UPSAMPLE_METHODS}, got {self.method!r}.")
     kh, kw = self.kernel_size
     kernel = self.param("kernel", self.kernel_init, (kh, kw, x.shape[-1], self.features),
                         self.param_dtype)
