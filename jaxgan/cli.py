@@ -59,8 +59,8 @@ def fail(message: str) -> None:
 
 
 def _innermost_text(e: BaseException) -> str:
-  """The message of an exception, unwrapped from the ``KeyError(KeyError(...))`` chains and
-  the quotes ``ml_collections`` puts around it."""
+  """The message of an exception, unwrapped from the ``AttributeError(KeyError(...))``
+  chains ``ml_collections`` raises, on one line."""
   while e.args and isinstance(e.args[0], BaseException):
     e = e.args[0]
   text = str(e.args[0]) if e.args else str(e)

@@ -100,10 +100,10 @@ def _positions(xp, step, batch_size: int, num_examples: int):
   """
   if batch_size > num_examples:
     raise ConfigError(f"The batch size ({batch_size}) exceeds the number of examples "
-                     f"({num_examples}); use a smaller batch.")
+                      f"({num_examples}); use a smaller batch.")
   if num_examples * batch_size >= 2**32:
     raise ConfigError(f"num_examples * batch_size = {num_examples * batch_size:,} must be below "
-                     "2**32 for the 32-bit data order.")
+                      "2**32 for the 32-bit data order.")
   n = xp.uint32(num_examples)
   step = xp.asarray(step).astype(xp.uint32)
   carried = (step % n) * xp.uint32(batch_size)

@@ -48,7 +48,7 @@ def image_grid(images, columns: int | None = None, padding: int = 2) -> np.ndarr
   images = to_uint8(images)
   if images.ndim != 4 or images.shape[-1] not in (1, 3):
     raise ConfigError(f"image_grid takes images [N, H, W, C] with C = 1 or 3, got shape "
-                     f"{images.shape}.")
+                      f"{images.shape}.")
   n, h, w, c = images.shape
   columns = columns or math.ceil(math.sqrt(n))
   rows = math.ceil(n / columns)
@@ -90,9 +90,13 @@ def display_grid(images, columns: int | None = None, min_px: int = MIN_IMAGE_PX
   for people (the training loop's sample grids, the experiments' rows) goes through it;
   ``image_grid`` is the exact-size array (what TensorBoard gets).
   """
-  grid = image_grid(images, columns)
-  h, w = np.shape(images)[1:3]
-  return upscale(grid, display_scale(h, w, min_px))
+  return for_display(image_grid(images, columns), np.shape(images)[1:3], min_px)
+
+
+def for_display(grid: np.ndarray, image_size: tuple[int, int], min_px: int = MIN_IMAGE_PX
+                ) -> np.ndarray:
+  """An exact-size ``image_grid`` of images ``image_size`` (H, W), scaled for a screen."""
+  return upscale(grid, display_scale(*image_size, min_px))
 
 
 def save_image(picture: np.ndarray, path: str) -> None:
@@ -136,7 +140,7 @@ def train_classifier(source, *, steps: int = 1500, batch_size: int = 128, seed: 
   """
   if source.labels is None:
     raise ConfigError(f"{source.description} has no labels; the evaluation classifier needs "
-                     "them.")
+                      "them.")
   num_classes = int(source.labels.max()) + 1
   model = Classifier(num_classes=num_classes)
   tx = optax.adam(learning_rate)

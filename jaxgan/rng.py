@@ -66,7 +66,7 @@ def _key_words(key: jax.Array) -> tuple[jax.Array, jax.Array]:
     data = jnp.asarray(key)
     if data.shape != (2,) or data.dtype != jnp.uint32:
       raise InputTypeError(f"key must be a jax.random.key or a raw uint32[2] key, got "
-                      f"{data.dtype}{list(data.shape)}.")
+                           f"{data.dtype}{list(data.shape)}.")
   return data[0], data[1]
 
 
@@ -83,10 +83,9 @@ def example_bits(key: jax.Array, index: jax.Array, num: int) -> jax.Array:
     (and its first ``n`` words not even on ``num``).
   """
   k0, k1 = _key_words(key)
-  index = jnp.asarray(index, jnp.uint32)[:, None]
-  pairs = jnp.arange((num + 1) // 2, dtype=jnp.uint32)[None, :]
-  w0, w1 = threefry2x32(k0, k1, jnp.broadcast_to(index, (index.shape[0], pairs.shape[1])),
-                        jnp.broadcast_to(pairs, (index.shape[0], pairs.shape[1])))
+  index = jnp.asarray(index, jnp.uint32)
+  pairs = jnp.arange((num + 1) // 2, dtype=jnp.uint32)
+  w0, w1 = threefry2x32(k0, k1, index[:, None], pairs[None, :])  # broadcast to [B, pairs]
   return jnp.stack([w0, w1], axis=-1).reshape(index.shape[0], -1)[:, :num]
 
 

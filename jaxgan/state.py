@@ -183,7 +183,7 @@ def _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_siz
   image_shape = tuple(int(s) for s in image_shape)
   if not image_shape or any(s < 1 for s in image_shape):
     raise ConfigError(f"image_shape must be a non-empty tuple of positive sizes, e.g. "
-                     f"(28, 28, 1); got {image_shape!r}.")
+                      f"(28, 28, 1); got {image_shape!r}.")
   _check_models(G, D, latent_dim, image_shape, init_batch_size)
   return _make_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size), image_shape
 

@@ -65,7 +65,7 @@ def _global_norm(tree) -> jax.Array:
 def _check_options(n_critic, gp_weight, r1_weight, clip, ema_decay) -> None:
   if not isinstance(n_critic, int) or isinstance(n_critic, bool) or n_critic < 1:
     raise ConfigError(f"n_critic must be an int >= 1 (discriminator updates per generator "
-                     f"update), got {n_critic!r}.")
+                      f"update), got {n_critic!r}.")
   for name, value in (("gp_weight", gp_weight), ("r1_weight", r1_weight)):
     if not isinstance(value, int | float) or value < 0:
       raise ConfigError(f"{name} must be a number >= 0 (0 disables it), got {value!r}.")
@@ -145,16 +145,16 @@ class TrainStep:
     for name, state in (("state_g", state_g), ("state_d", state_d)):
       if not isinstance(state, NetState):
         raise InputTypeError(f"{name} must be a jaxgan NetState (from jaxgan.create_states), got "
-                        f"{type(state).__name__}.")
+                             f"{type(state).__name__}.")
     if state_g.ema_params is None:
       raise ConfigError("state_g has no ema_params: it looks like a discriminator state. "
-                       "Pass the states in the order create_states returns them: "
-                       "train_step(state_g, state_d, batch, key).")
+                        "Pass the states in the order create_states returns them: "
+                        "train_step(state_g, state_d, batch, key).")
     if not isinstance(batch, Mapping) or "image" not in batch:
       raise InputTypeError("batch must be a dict {'image': float32 [B, H, W, C] in [-1, 1], "
-                      f"'label': int32 [B]}}; got {type(batch).__name__}"
-                      + (f" with keys {sorted(batch)}" if isinstance(batch, Mapping) else "")
-                      + ".")
+                           f"'label': int32 [B]}}; got {type(batch).__name__}"
+                           + (f" with keys {sorted(batch)}" if isinstance(batch, Mapping) else "")
+                           + ".")
     real = batch["image"]
     expected = state_d.input_shape
     if real.ndim != len(expected) + 1 or tuple(real.shape[1:]) != tuple(expected):
@@ -166,7 +166,7 @@ class TrainStep:
       )
     if not jnp.issubdtype(real.dtype, jnp.floating):
       raise InputTypeError(f"batch['image'] must be floating point in [-1, 1], got {real.dtype}; "
-                      "convert uint8 pixels with x / 127.5 - 1.")
+                           "convert uint8 pixels with x / 127.5 - 1.")
     if real.shape[0] < 1:
       raise ConfigError("batch['image'] is empty (batch size 0).")
     return real

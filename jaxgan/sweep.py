@@ -52,11 +52,11 @@ def _set_hyperparams(state: NetState, values: Mapping[str, Sequence[float]], whi
   for name, vals in values.items():
     if name not in hyperparams:
       raise ConfigError(f"hyperparams_{which}: the optimizer has no injected hyperparameter "
-                       f"{name!r}; it has {sorted(hyperparams)}.")
+                        f"{name!r}; it has {sorted(hyperparams)}.")
     vals = jnp.asarray(vals, hyperparams[name].dtype)
     if vals.shape != (members,):
       raise ConfigError(f"hyperparams_{which}[{name!r}] needs one value per member "
-                       f"({members}); got shape {tuple(vals.shape)}.")
+                        f"({members}); got shape {tuple(vals.shape)}.")
     hyperparams[name] = vals
   return state.replace(opt_state=opt_state._replace(hyperparams=hyperparams))
 
@@ -83,7 +83,7 @@ def create_member_states(keys: jax.Array, G, D, tx_g: optax.GradientTransformati
   keys = _as_key(jnp.asarray(keys))  # typed keys [M], or raw uint32 keys [M, 2]
   if keys.ndim != 1 or keys.shape[0] < 1:
     raise ConfigError("keys must be a 1-D array of M >= 1 keys, e.g. "
-                     f"jax.random.split(jax.random.key(0), M); got shape {keys.shape}.")
+                      f"jax.random.split(jax.random.key(0), M); got shape {keys.shape}.")
   init_fn, _ = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size)
   members = keys.shape[0]
 

@@ -123,7 +123,7 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
     close = {k: difflib.get_close_matches(k, list(out), 2) for k in unknown}
     hints = [f"{k} (did you mean {', '.join(close[k])}?)" if close[k] else k for k in unknown]
     raise ConfigError(f"Unknown config field(s): {', '.join(hints)}. Known fields: "
-                     f"{', '.join(sorted(out))}.")
+                      f"{', '.join(sorted(out))}.")
   with out.ignore_type():
     out.update(given)
   checks = [
@@ -252,7 +252,7 @@ class _Logs:
       return None
     picture = evaluate.image_grid(images, columns)  # exact size: TensorBoard zooms itself
     path = os.path.join(self.samples, f"step_{step:07d}.png")
-    evaluate.save_image(evaluate.display_grid(images, columns), path)
+    evaluate.save_image(evaluate.for_display(picture, images.shape[1:3]), path)
     self.tb.add_image("samples", picture, step, dataformats="HWC")
     return path
 
@@ -440,10 +440,10 @@ def _devices(config) -> list:
     return jax.devices()
   if jax.process_count() > 1:
     raise ConfigError("num_devices picks devices of a single process; on a multi-host run "
-                     "leave it at 0 (every device).")
+                      "leave it at 0 (every device).")
   if config.num_devices > jax.device_count():
     raise ConfigError(f"num_devices={config.num_devices}, but there are only "
-                     f"{jax.device_count()} devices.")
+                      f"{jax.device_count()} devices.")
   return jax.devices()[:config.num_devices]
 
 
@@ -478,8 +478,9 @@ def _check_resumable(meta: dict, config, facts: dict, directory: str) -> None:
 def newest_grid(workdir: str) -> str | None:
   """The newest ``samples/step_XXXXXXX.png`` of a run's directory, or None."""
   samples = os.path.join(workdir, "samples")
-  names = sorted(n for n in os.listdir(samples) if n.startswith("step_") and n.endswith(".png")
-                 ) if os.path.isdir(samples) else []
+  if not os.path.isdir(samples):
+    return None
+  names = sorted(n for n in os.listdir(samples) if n.startswith("step_") and n.endswith(".png"))
   return os.path.join(samples, names[-1]) if names else None
 
 
@@ -580,7 +581,7 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   devices = _devices(config)
   if config.batch_size % len(devices):
     raise ConfigError(f"batch_size={config.batch_size} does not divide over {len(devices)} "
-                     "devices; make it a multiple of the device count.")
+                      "devices; make it a multiple of the device count.")
 
   _, source = load_train_data(config)
   stop.check()
