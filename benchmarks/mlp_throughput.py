@@ -100,16 +100,7 @@ def step_gflop(args) -> float:
 
 def _dot_eqns(jaxpr) -> list:
   """Every dot_general of ``jaxpr`` and of the jaxprs nested in it."""
-  found = []
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name == "dot_general":
-      found.append(eqn)
-    for value in eqn.params.values():
-      for inner in value if isinstance(value, tuple | list) else (value,):
-        inner = getattr(inner, "jaxpr", inner)
-        if hasattr(inner, "eqns"):
-          found += _dot_eqns(inner)
-  return found
+  return [eqn for eqn in parallel.all_eqns(jaxpr) if eqn.primitive.name == "dot_general"]
 
 
 def matmul_runner(args):

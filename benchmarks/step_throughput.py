@@ -110,7 +110,9 @@ def _jaxpr_flops(jaxpr) -> float:
   """2 x the multiply-adds of every convolution and dot in ``jaxpr``, as written: every
   kernel tap at every output position, zero padding and zero kernel taps included."""
   total = 0.0
-  for eqn in jaxpr.eqns:
+  # Nested jaxprs included (pjit, custom_jvp). A cond's branches would all be added up;
+  # the DCGAN pair has none.
+  for eqn in parallel.all_eqns(jaxpr):
     if eqn.primitive.name == "conv_general_dilated":
       rhs, out = eqn.invars[1].aval, eqn.outvars[0].aval
       spec = eqn.params["dimension_numbers"].rhs_spec  # (out feature, in feature, *spatial)
@@ -120,13 +122,6 @@ def _jaxpr_flops(jaxpr) -> float:
       (contract, _), _ = eqn.params["dimension_numbers"]
       lhs = eqn.invars[0].aval
       total += 2.0 * eqn.outvars[0].aval.size * np.prod([lhs.shape[d] for d in contract])
-    # Nested jaxprs (pjit, custom_jvp). A cond's branches would all be added up; the
-    # DCGAN pair has none.
-    for value in eqn.params.values():
-      for inner in value if isinstance(value, tuple | list) else (value,):
-        inner = getattr(inner, "jaxpr", inner)  # ClosedJaxpr -> Jaxpr
-        if hasattr(inner, "eqns"):
-          total += _jaxpr_flops(inner)
   return total
 
 

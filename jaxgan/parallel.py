@@ -170,21 +170,25 @@ CPU_UNROLL = 4
 _PLAIN_CONV = jax.lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
 
 
+def all_eqns(jaxpr):
+  """Every equation of ``jaxpr`` and of the jaxprs nested in it (pjit, custom_jvp/vjp,
+  scan, cond: every branch), depth first."""
+  for eqn in jaxpr.eqns:
+    yield eqn
+    for value in eqn.params.values():
+      for inner in value if isinstance(value, tuple | list) else (value,):
+        inner = getattr(inner, "jaxpr", inner)  # ClosedJaxpr -> Jaxpr
+        if hasattr(inner, "eqns"):
+          yield from all_eqns(inner)
+
+
 def _slow_in_loops(jaxpr) -> bool:
   """Whether ``jaxpr`` holds a convolution in another layout than NHWC/HWIO, such as the
   weight and input gradients autodiff makes of ``lax.conv_general_dilated``: XLA:CPU
   runs those 2-170x slower inside a loop body than outside one (jax-ml/jax#12868).
   ``jaxgan.models.layers.conv_general_dilated`` writes its gradients in the plain form."""
-  for eqn in jaxpr.eqns:
-    if eqn.primitive.name == "conv_general_dilated" and (
-        eqn.params["dimension_numbers"] != _PLAIN_CONV):
-      return True
-    for value in eqn.params.values():
-      for inner in value if isinstance(value, tuple | list) else (value,):
-        inner = getattr(inner, "jaxpr", inner)  # ClosedJaxpr -> Jaxpr
-        if hasattr(inner, "eqns") and _slow_in_loops(inner):
-          return True
-  return False
+  return any(eqn.primitive.name == "conv_general_dilated"
+             and eqn.params["dimension_numbers"] != _PLAIN_CONV for eqn in all_eqns(jaxpr))
 
 
 def _scan(body: Callable, carry, xs, length: int, unroll: bool | int | None):
