@@ -13,7 +13,7 @@ __version__ = "0.3.0"  # before the imports: modules of the package read it
 
 from jaxgan import cli, cpu, errors, losses, models, rng, sweep
 from jaxgan.state import NetState, abstract_states, create_states
-from jaxgan.step import TrainStep, generate, make_train_step, sample_latent
+from jaxgan.step import TrainStep, generate, make_train_step, sample_labels, sample_latent
 
 __all__ = [
     "NetState",
@@ -28,6 +28,7 @@ __all__ = [
     "make_train_step",
     "models",
     "rng",
+    "sample_labels",
     "sample_latent",
     "sweep",
 ]

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgan.errors import InputTypeError
+from jaxgan.errors import ConfigError, InputTypeError
 
 # The scheme's name, recorded in checkpoints: a run resumes only with the noise it began with.
 SCHEME = "threefry-example-1"
@@ -127,3 +127,16 @@ def example_bernoulli(key: jax.Array, p, num: int, shape: Sequence[int] = (), of
                       ) -> jax.Array:
   """Bool ``[num, *shape]``, True with probability ``p``, example ``i`` from ``offset + i``."""
   return example_uniform(key, num, shape, offset) < p
+
+
+def example_randint(key: jax.Array, num: int, maxval: int, offset=0) -> jax.Array:
+  """Uniform int32 in ``[0, maxval)`` ``[num]``, example ``i`` from global index ``offset + i``.
+
+  One 32-bit word per example, reduced modulo ``maxval`` (a bias below ``maxval / 2**32``:
+  under 3e-9 for 10 classes). The class labels of the fakes use it, so that they do not
+  depend on how many devices share the batch.
+  """
+  if not isinstance(maxval, int) or maxval < 1:
+    raise ConfigError(f"maxval must be an int >= 1, got {maxval!r}.")
+  bits, _ = _draw(key, offset, num, ())
+  return (bits[:, 0] % np.uint32(maxval)).astype(jnp.int32)

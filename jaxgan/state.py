@@ -37,6 +37,7 @@ class NetState(struct.PyTreeNode):
     tx: the optimizer (static).
     input_shape: shape of one input example (static): ``(latent_dim,)`` for a generator,
       the image shape for a discriminator.
+    num_classes: classes of a conditional pair's labels (static); 0: unconditional.
   """
 
   step: jax.Array
@@ -46,6 +47,7 @@ class NetState(struct.PyTreeNode):
   ema_params: PyTree | None
   tx: optax.GradientTransformation = struct.field(pytree_node=False)
   input_shape: tuple[int, ...] = struct.field(pytree_node=False)
+  num_classes: int = struct.field(pytree_node=False, default=0)
 
   def variables(self, params: PyTree | None = None) -> dict[str, PyTree]:
     """The variables dict for ``module.apply``: ``params`` (default: own) + model state."""
@@ -84,42 +86,101 @@ def logits_shape_error(shape: Sequence[int], batch: int) -> ConfigError | None:
   )
 
 
+def split_d_output(out, batch: int, num_classes: int):
+  """``(logits [B], class_logits [B, C] or None)`` of a discriminator's output.
+
+  A discriminator returns logits ``[B]`` (or ``[B, 1]``), or, with an auxiliary classifier
+  (ACGAN), the pair ``(logits, class_logits [B, num_classes])``.
+
+  Raises:
+    jaxgan.errors.ConfigError: any other shape, or class logits on an unconditional pair.
+  """
+  class_logits = None
+  if isinstance(out, tuple | list):
+    if len(out) != 2:
+      raise ConfigError(f"The discriminator returned {len(out)} outputs; it must return "
+                        "logits [B], or (logits [B], class_logits [B, C]) for an auxiliary "
+                        "classifier.")
+    out, class_logits = out
+    if not num_classes:
+      raise ConfigError("The discriminator returned class logits (an auxiliary classifier), "
+                        "but the states are unconditional: create them with "
+                        "num_classes=C and train on labelled batches.")
+    shape = tuple(getattr(class_logits, "shape", ()))
+    if shape != (batch, num_classes):
+      raise ConfigError(f"The discriminator's class logits must have shape [B, C] = "
+                        f"[{batch}, {num_classes}]; they have {_shape_str(shape)}.")
+  err = logits_shape_error(getattr(out, "shape", ()), batch)
+  if err is not None:
+    raise err
+  return jnp.reshape(out, (batch,)) if hasattr(out, "reshape") else out, class_logits
+
+
+def _labels_args(num_classes: int, batch: int) -> tuple:
+  """The extra positional inputs of a conditional pair's dummy calls: ``(y,)`` or ``()``."""
+  return (jnp.zeros((batch,), jnp.int32),) if num_classes else ()
+
+
 def _make_init_fn(G: nn.Module, D: nn.Module, tx_g: optax.GradientTransformation,
                   tx_d: optax.GradientTransformation, latent_dim: int,
-                  image_shape: tuple[int, ...], init_batch_size: int):
+                  image_shape: tuple[int, ...], init_batch_size: int, num_classes: int = 0):
   def init(key: jax.Array) -> tuple[NetState, NetState]:
     k_g, k_d, k_drop = jax.random.split(key, 3)
     z = jnp.zeros((init_batch_size, latent_dim), jnp.float32)
     x = jnp.zeros((init_batch_size, *image_shape), jnp.float32)
+    y = _labels_args(num_classes, init_batch_size)
     # Eval mode: no dropout randomness is needed and BatchNorm/spectral-norm variables
     # are created all the same.
-    g_params, g_state = _split_variables(G.init({"params": k_g}, z, train=False))
+    g_params, g_state = _split_variables(G.init({"params": k_g}, z, *y, train=False))
     d_params, d_state = _split_variables(
-        D.init({"params": k_d, "dropout": k_drop}, x, train=False))
+        D.init({"params": k_d, "dropout": k_drop}, x, *y, train=False))
     state_g = NetState(step=jnp.zeros((), jnp.int32), params=g_params, model_state=g_state,
                        opt_state=tx_g.init(g_params), ema_params=g_params, tx=tx_g,
-                       input_shape=(latent_dim,))
+                       input_shape=(latent_dim,), num_classes=num_classes)
     state_d = NetState(step=jnp.zeros((), jnp.int32), params=d_params, model_state=d_state,
                        opt_state=tx_d.init(d_params), ema_params=None, tx=tx_d,
-                       input_shape=tuple(image_shape))
+                       input_shape=tuple(image_shape), num_classes=num_classes)
     return state_g, state_d
 
   return init
 
 
+def _abstract_call(module: nn.Module, name: str, inputs: tuple, num_classes: int):
+  """``module``'s output shapes on ``inputs``; a module without a labels argument gets a
+  clear error on a conditional pair."""
+  key = jax.random.key(0)
+  try:
+    return jax.eval_shape(
+        lambda *a: module.apply(module.init({"params": key, "dropout": key}, *a, train=False),
+                                *a, train=False), *inputs)
+  except TypeError as e:
+    if not num_classes or "positional argument" not in str(e):
+      raise
+    raise ConfigError(
+        f"num_classes={num_classes} makes a conditional pair, called {name}(..., y, "
+        f"train=...) with int32 class ids y [B], but {type(module).__name__} does not take "
+        f"labels ({e}). Use a conditional module (e.g. jaxgan.models.ResNetGenerator("
+        f"num_classes={num_classes})), or leave num_classes at 0.") from e
+
+
 def _check_models(G: nn.Module, D: nn.Module, latent_dim: int, image_shape: tuple[int, ...],
-                  init_batch_size: int) -> None:
+                  init_batch_size: int, num_classes: int = 0) -> None:
   """Abstract forward passes of both models; raises a clear error on a mismatch."""
   for name, module in (("G", G), ("D", D)):
     if not isinstance(module, nn.Module):
       raise InputTypeError(f"{name} must be a flax.linen.Module instance, got "
                            f"{type(module).__name__} (did you pass the class instead of an "
                            "instance, e.g. DCGANGenerator()?).")
+    own = getattr(module, "num_classes", None)
+    if isinstance(own, int) and own != num_classes:
+      raise ConfigError(f"{name} was built with num_classes={own}, but the states are being "
+                        f"created with num_classes={num_classes}; pass the same number to "
+                        "both (0: unconditional).")
+  y = tuple(jax.ShapeDtypeStruct(a.shape, a.dtype)
+            for a in _labels_args(num_classes, init_batch_size))
   z = jax.ShapeDtypeStruct((init_batch_size, latent_dim), jnp.float32)
   x = jax.ShapeDtypeStruct((init_batch_size, *image_shape), jnp.float32)
-  key = jax.random.key(0)
-  g_out = jax.eval_shape(
-      lambda z: G.apply(G.init({"params": key}, z, train=False), z, train=False), z)
+  g_out = _abstract_call(G, "G", (z, *y), num_classes)
   if not hasattr(g_out, "shape") or tuple(g_out.shape[1:]) != tuple(image_shape):
     got = _shape_str(g_out.shape[1:]) if hasattr(g_out, "shape") else type(g_out).__name__
     raise ConfigError(
@@ -127,18 +188,13 @@ def _check_models(G: nn.Module, D: nn.Module, latent_dim: int, image_shape: tupl
         f"but image_shape={_shape_str(image_shape)}. Build the generator for this image shape "
         "(e.g. DCGANGenerator(image_shape=...)) or pass the matching image_shape."
     )
-  d_out = jax.eval_shape(
-      lambda x: D.apply(D.init({"params": key, "dropout": key}, x, train=False), x,
-                        train=False), x)
-  err = logits_shape_error(getattr(d_out, "shape", ()), init_batch_size)
-  if err is not None:
-    raise err
+  split_d_output(_abstract_call(D, "D", (x, *y), num_classes), init_batch_size, num_classes)
 
 
 def create_states(key: jax.Array, G: nn.Module, D: nn.Module,
                   tx_g: optax.GradientTransformation, tx_d: optax.GradientTransformation, *,
-                  latent_dim: int, image_shape: Sequence[int], init_batch_size: int = 1
-                  ) -> tuple[NetState, NetState]:
+                  latent_dim: int, image_shape: Sequence[int], init_batch_size: int = 1,
+                  num_classes: int = 0) -> tuple[NetState, NetState]:
   """Initialises the generator's and the discriminator's training states.
 
   The models are first run on abstract shapes (``jax.eval_shape``) so that a mismatch
@@ -148,13 +204,18 @@ def create_states(key: jax.Array, G: nn.Module, D: nn.Module,
 
   Args:
     key: a PRNG key (``jax.random.key``); split for G, D and spectral-norm vectors.
-    G: generator, ``G(z [B, latent_dim], train=...) -> images [B, *image_shape]``.
-    D: discriminator, ``D(images, train=...) -> logits [B]`` or ``[B, 1]``.
+    G: generator, ``G(z [B, latent_dim], train=...) -> images [B, *image_shape]``;
+      conditional: ``G(z, y, train=...)`` with int32 class ids ``y [B]``.
+    D: discriminator, ``D(images, train=...) -> logits [B]`` or ``[B, 1]``; conditional:
+      ``D(images, y, train=...)``, which may also return ``(logits, class_logits [B, C])``
+      (an auxiliary classifier, ACGAN).
     tx_g: the generator's optimizer.
     tx_d: the discriminator's optimizer.
     latent_dim: size of the latent vector.
     image_shape: shape of one image, e.g. ``(28, 28, 1)``.
     init_batch_size: batch size of the dummy inputs used to initialise the modules.
+    num_classes: ``C > 0`` builds a conditional pair (the step then trains on
+      ``batch["label"]``); 0: unconditional.
 
   Returns:
     ``(state_g, state_d)``; ``state_g.ema_params`` starts equal to ``state_g.params``.
@@ -164,28 +225,36 @@ def create_states(key: jax.Array, G: nn.Module, D: nn.Module,
       discriminator does not return one logit per example.
   """
   init_fn, image_shape = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape,
-                                            init_batch_size)
+                                            init_batch_size, num_classes)
   return jax.jit(init_fn)(_as_key(key))
 
 
 def abstract_states(G: nn.Module, D: nn.Module, tx_g: optax.GradientTransformation,
                     tx_d: optax.GradientTransformation, *, latent_dim: int,
-                    image_shape: Sequence[int], init_batch_size: int = 1
+                    image_shape: Sequence[int], init_batch_size: int = 1, num_classes: int = 0
                     ) -> tuple[NetState, NetState]:
   """The tree ``create_states`` returns, with ``jax.ShapeDtypeStruct`` leaves (no memory)."""
-  init_fn, _ = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size)
+  init_fn, _ = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size,
+                                  num_classes)
   return jax.eval_shape(init_fn, jax.random.key(0))
 
 
-def _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size):
+def _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size,
+                       num_classes=0):
   if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
     raise ConfigError(f"latent_dim must be a positive int, got {latent_dim!r}.")
+  if num_classes is None:
+    num_classes = 0
+  if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 0:
+    raise ConfigError(f"num_classes must be an int >= 0 (0: unconditional), got "
+                      f"{num_classes!r}.")
   image_shape = tuple(int(s) for s in image_shape)
   if not image_shape or any(s < 1 for s in image_shape):
     raise ConfigError(f"image_shape must be a non-empty tuple of positive sizes, e.g. "
                       f"(28, 28, 1); got {image_shape!r}.")
-  _check_models(G, D, latent_dim, image_shape, init_batch_size)
-  return _make_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size), image_shape
+  _check_models(G, D, latent_dim, image_shape, init_batch_size, num_classes)
+  return (_make_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size,
+                        num_classes), image_shape)
 
 
 def _as_key(key: jax.Array) -> jax.Array:

@@ -27,13 +27,15 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 
 from jaxgan import cpu
 from jaxgan import losses as losses_lib
 from jaxgan.errors import ConfigError, InputTypeError
 from jaxgan.models import layers
-from jaxgan.rng import example_normal, example_uniform
-from jaxgan.state import NetState, _as_key, _shape_str, logits_shape_error
+from jaxgan.rng import example_normal, example_randint, example_uniform
+from jaxgan.state import NetState, _as_key, _shape_str, split_d_output
 
 Metrics = dict[str, jax.Array]
 StepFn = Callable[..., tuple[NetState, NetState, Metrics]]
@@ -60,6 +62,70 @@ def sample_latent(key: jax.Array, num: int, latent_dim: int, offset: int | jax.A
 def _global_norm(tree) -> jax.Array:
   # optax.global_norm is deprecated and optax.tree.norm is newer than optax 0.2.4.
   return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+FAKE_LABELS = ("uniform", "real")
+
+
+def sample_labels(key: jax.Array, num: int, num_classes: int, offset: int | jax.Array = 0
+                  ) -> jax.Array:
+  """Class ids uniform over ``[0, num_classes)``, example ``i`` from ``key`` and ``offset + i``
+  (as ``sample_latent``: the same whatever the batch's split over devices)."""
+  return example_randint(key, num, num_classes, offset)
+
+
+def _labels(y) -> tuple:
+  """The labels argument of a module call: ``(y,)`` for a conditional pair, else ``()``."""
+  return () if y is None else (y,)
+
+
+def check_labels(batch: Mapping[str, Any], batch_size: int, num_classes: int) -> jax.Array:
+  """``batch["label"]`` as int32 ``[B]``, checked; raises a clear error if it is not.
+
+  Shape and dtype are checked when the step is traced. Values are checked here when the
+  labels are concrete (the step called without ``jit``); under ``jit`` an out-of-range
+  label gives NaN embeddings and losses (never another class's row) and the metric
+  ``labels_out_of_range``, which the training loop turns into this error.
+  """
+  if "label" not in batch:
+    raise ConfigError(
+        f"The states are conditional (num_classes={num_classes}), so every batch needs "
+        f"'label': int32 class ids [B] in [0, {num_classes}); this batch has only "
+        f"{sorted(batch)}. Train on a labelled dataset, or create unconditional states "
+        "(num_classes=0).")
+  y = batch["label"]
+  shape = tuple(getattr(y, "shape", ()))
+  if shape != (batch_size,):
+    raise ConfigError(f"batch['label'] must have shape [B] = [{batch_size}] (one class id per "
+                      f"image); it has {_shape_str(shape)}. One-hot labels: pass "
+                      "labels.argmax(-1).")
+  if not jnp.issubdtype(jnp.asarray(y).dtype, jnp.integer):
+    raise InputTypeError(f"batch['label'] must hold integer class ids (int32), got "
+                         f"{jnp.asarray(y).dtype}.")
+  try:
+    values = np.asarray(y)
+  except jax.errors.TracerArrayConversionError:
+    values = None
+  if values is not None and values.size and (values.min() < 0 or values.max() >= num_classes):
+    raise ConfigError(label_range_message(num_classes, int(values.min()), int(values.max())))
+  return jnp.asarray(y, jnp.int32)
+
+
+def label_range_message(num_classes: int, low=None, high=None) -> str:
+  """The error for labels outside ``[0, num_classes)``."""
+  seen = "" if low is None else f" (this batch's labels range from {low} to {high})"
+  return (f"batch['label'] holds class ids outside [0, {num_classes}){seen}. The states were "
+          f"created with num_classes={num_classes}: create them with the dataset's number of "
+          "classes, or fix the labels.")
+
+
+def _class_loss(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """Mean softmax cross-entropy; NaN when a label is outside the classes (never clamped)."""
+  num_classes = class_logits.shape[-1]
+  valid = (labels >= 0) & (labels < num_classes)
+  ce = optax.softmax_cross_entropy_with_integer_labels(
+      class_logits.astype(jnp.float32), jnp.clip(labels, 0, num_classes - 1))
+  return jnp.mean(jnp.where(valid, ce, jnp.nan))
 
 
 def _check_options(n_critic, gp_weight, r1_weight, clip, ema_decay) -> None:
@@ -91,6 +157,8 @@ class TrainStep:
   clip: float | None = None
   ema_decay: float | None = 0.999
   axis_name: str | None = None
+  fake_labels: str = "uniform"
+  ac_weight: float = 1.0
 
   # -- helpers, all pure ------------------------------------------------------------
 
@@ -124,22 +192,23 @@ class TrainStep:
     return {"dropout": jax.random.fold_in(rng, device),
             "per_example": jax.random.fold_in(rng, 2**31 - 1)}
 
-  def _generate(self, state_g: NetState, params, z: jax.Array, rng: jax.Array):
-    """Train-mode forward of G; returns (images, updated model state)."""
+  def _generate(self, state_g: NetState, params, z: jax.Array, y, rng: jax.Array):
+    """Train-mode forward of G (``y``: class ids, or None); returns (images, model state)."""
     with layers.device_independent(self.axis_name):
-      out, model_state = self.G.apply(state_g.variables(params), z, train=True,
+      out, model_state = self.G.apply(state_g.variables(params), z, *_labels(y), train=True,
                                       rngs=self._rngs(rng), mutable=list(state_g.model_state))
     return out, model_state
 
-  def _discriminate(self, params, model_state, x: jax.Array, rng: jax.Array):
-    """Train-mode forward of D; returns (logits [B], updated model state)."""
+  def _discriminate(self, params, model_state, x: jax.Array, y, rng: jax.Array,
+                    num_classes: int = 0):
+    """Train-mode forward of D; returns (logits [B], class logits [B, C] or None, model
+    state)."""
     with layers.device_independent(self.axis_name):
-      out, model_state = self.D.apply({"params": params, **model_state}, x, train=True,
-                                      rngs=self._rngs(rng), mutable=list(model_state))
-    err = logits_shape_error(getattr(out, "shape", ()), x.shape[0])
-    if err is not None:
-      raise err
-    return jnp.reshape(out, (x.shape[0],)), model_state
+      out, model_state = self.D.apply({"params": params, **model_state}, x, *_labels(y),
+                                      train=True, rngs=self._rngs(rng),
+                                      mutable=list(model_state))
+    logits, class_logits = split_d_output(out, x.shape[0], num_classes)
+    return logits, class_logits, model_state
 
   def _check_inputs(self, state_g: NetState, state_d: NetState, batch) -> jax.Array:
     for name, state in (("state_g", state_g), ("state_d", state_d)):
@@ -169,38 +238,59 @@ class TrainStep:
                            "convert uint8 pixels with x / 127.5 - 1.")
     if real.shape[0] < 1:
       raise ConfigError("batch['image'] is empty (batch size 0).")
-    return real
+    if state_g.num_classes != state_d.num_classes:
+      raise ConfigError(f"state_g has num_classes={state_g.num_classes} but state_d has "
+                        f"{state_d.num_classes}; create both with one create_states call.")
+    if state_g.num_classes:
+      return real, check_labels(batch, real.shape[0], state_g.num_classes)
+    return real, None
 
   # -- the step -----------------------------------------------------------------------
 
   def __call__(self, state_g: NetState, state_d: NetState, batch: Mapping[str, jax.Array],
                key: jax.Array) -> tuple[NetState, NetState, Metrics]:
-    real = self._check_inputs(state_g, state_d, batch)
+    real, real_labels = self._check_inputs(state_g, state_d, batch)
     batch_size = real.shape[0]
     latent_dim = state_g.input_shape[0]
+    num_classes = state_g.num_classes
     key = jax.random.fold_in(_as_key(key), state_g.step)
     k_critic, k_gen = jax.random.split(key)
     offset = 0 if self.axis_name is None else jax.lax.axis_index(self.axis_name) * batch_size
 
+    def fake_labels(k_y):
+      if not num_classes:
+        return None
+      if self.fake_labels == "real":
+        return real_labels
+      return sample_labels(k_y, batch_size, num_classes, offset)
+
     def critic_update(state_d: NetState, i) -> tuple[NetState, Metrics]:
       k_z, k_drop, k_eps, k_drop_g = jax.random.split(jax.random.fold_in(k_critic, i), 4)
       z = sample_latent(k_z, batch_size, latent_dim, offset)
-      fake = jax.lax.stop_gradient(self._generate(state_g, state_g.params, z, k_drop_g)[0])
+      y_fake = fake_labels(jax.random.fold_in(k_z, 1))
+      fake = jax.lax.stop_gradient(
+          self._generate(state_g, state_g.params, z, y_fake, k_drop_g)[0])
 
       def d_objective(params):
         ms = state_d.model_state
-        real_logits, ms = self._discriminate(params, ms, real,
-                                             jax.random.fold_in(k_drop, 0))
-        fake_logits, ms = self._discriminate(params, ms, fake,
-                                             jax.random.fold_in(k_drop, 1))
+        real_logits, real_classes, ms = self._discriminate(
+            params, ms, real, real_labels, jax.random.fold_in(k_drop, 0), num_classes)
+        fake_logits, _, ms = self._discriminate(
+            params, ms, fake, y_fake, jax.random.fold_in(k_drop, 1), num_classes)
         d_loss = self.loss.discriminator(real_logits, fake_logits)
         metrics = {"d_loss": d_loss, "real_logits": jnp.mean(real_logits),
                    "fake_logits": jnp.mean(fake_logits)}
         total = d_loss
+        if real_classes is not None and self.ac_weight > 0:
+          # ACGAN's class loss on real images only (StudioGAN's ACGAN-Mod; the original
+          # also trains D to classify fakes, which the references found hurts).
+          ac = _class_loss(real_classes, real_labels)
+          total = total + self.ac_weight * ac
+          metrics["d_ac_loss"] = ac
         # Penalties see D with its state after this update's forward passes; their own
-        # passes do not change it.
-        d_fn = lambda x: self._discriminate(params, ms, x,  # noqa: E731
-                                            jax.random.fold_in(k_drop, 2))[0]
+        # passes do not change it. A conditional D is penalised under the real labels.
+        d_fn = lambda x: self._discriminate(params, ms, x, real_labels,  # noqa: E731
+                                            jax.random.fold_in(k_drop, 2), num_classes)[0]
         if self.gp_weight > 0:
           eps = example_uniform(k_eps, batch_size, (), offset)
           gp = losses_lib.gradient_penalty(d_fn, real, fake, eps)
@@ -228,20 +318,30 @@ class TrainStep:
 
     k_z, k_drop, k_drop_g = jax.random.split(k_gen, 3)
     z = sample_latent(k_z, batch_size, latent_dim, offset)
+    y_fake = fake_labels(jax.random.fold_in(k_z, 1))
 
     def g_objective(params):
-      fake, model_state = self._generate(state_g, params, z, k_drop_g)
-      logits, _ = self._discriminate(state_d.params, state_d.model_state, fake, k_drop)
+      fake, model_state = self._generate(state_g, params, z, y_fake, k_drop_g)
+      logits, classes, _ = self._discriminate(state_d.params, state_d.model_state, fake, y_fake,
+                                              k_drop, num_classes)
       g_loss = self.loss.generator(logits)
-      return self._pmean(g_loss), (g_loss, model_state)
+      aux = {"g_loss": g_loss}
+      total = g_loss
+      if classes is not None and self.ac_weight > 0:
+        aux["g_ac_loss"] = _class_loss(classes, y_fake)
+        total = total + self.ac_weight * aux["g_ac_loss"]
+      return self._pmean(total), (aux, model_state)
 
-    grads, (g_loss, model_state) = jax.grad(g_objective, has_aux=True)(state_g.params)
+    grads, (g_metrics, model_state) = jax.grad(g_objective, has_aux=True)(state_g.params)
     grads = self._pmean(grads)
     old_step = state_g.step
     state_g = state_g.apply_gradients(grads, self._pmean(model_state))
     state_g = state_g.replace(ema_params=self._ema(state_g.ema_params, state_g.params, old_step))
 
-    metrics = {**d_metrics, "g_loss": g_loss, "g_grad_norm": _global_norm(grads)}
+    metrics = {**d_metrics, **g_metrics, "g_grad_norm": _global_norm(grads)}
+    if num_classes:
+      bad = (real_labels < 0) | (real_labels >= num_classes)
+      metrics["labels_out_of_range"] = jnp.mean(bad.astype(jnp.float32))
     return state_g, state_d, self._pmean(metrics)
 
   def _ema(self, ema, params, step):
@@ -257,13 +357,23 @@ class TrainStep:
 def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "non_saturating",
                     *, n_critic: int = 1, gp_weight: float = 0.0, r1_weight: float = 0.0,
                     clip: float | None = None, ema_decay: float | None = 0.999,
-                    axis_name: str | None = None) -> StepFn:
+                    axis_name: str | None = None, fake_labels: str = "uniform",
+                    ac_weight: float = 1.0) -> StepFn:
   """Builds the pure GAN training step for a generator/discriminator pair.
 
+  Conditional pairs (states from ``create_states(..., num_classes=C)``): D trains on the
+  real batch with ``batch["label"]`` (int32 ``[B]``), and each fake's class is drawn
+  uniformly per example from the step's key, as the latents are (independent of the
+  device count); ``fake_labels="real"`` reuses the real batch's labels instead (TF-GAN's
+  examples). G's BatchNorm statistics and spectral-norm vectors advance in the generator
+  update only (StudioGAN's order).
+
   Args:
-    G: generator module, ``G(z, train=...) -> images``.
-    D: discriminator module, ``D(images, train=...) -> logits [B] or [B, 1]``. It may use
-      dropout (rng stream ``"dropout"``) and mutable collections (BatchNorm, spectral norm).
+    G: generator module, ``G(z, train=...) -> images`` (conditional: ``G(z, y, train=...)``).
+    D: discriminator module, ``D(images, train=...) -> logits [B] or [B, 1]``
+      (conditional: ``D(images, y, train=...)``, which may return ``(logits, class_logits)``
+      for an auxiliary classifier). It may use dropout (rng stream ``"dropout"``) and
+      mutable collections (BatchNorm, spectral norm).
     loss: a name from ``jaxgan.losses.names()`` or a ``jaxgan.losses.Loss``.
     n_critic: discriminator updates per generator update (WGAN: 5), each with fresh
       latent vectors and the same real batch.
@@ -278,21 +388,32 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
       BatchNorm layers left without an ``axis_name`` average their statistics over it and
       dropout masks are drawn per global example, so the result depends on the global
       batch and the key, not on the device count.
+    fake_labels: conditional pairs: ``"uniform"`` (drawn per example, the SNGAN/BigGAN
+      references' choice) or ``"real"`` (the real batch's labels).
+    ac_weight: weight of the ACGAN class losses when D returns class logits: cross-entropy
+      on the real images' labels in D's loss and on the fakes' labels in G's (StudioGAN's
+      ACGAN-Mod: D is not trained to classify fakes).
 
   Returns:
     ``train_step(state_g, state_d, batch, key) -> (state_g, state_d, metrics)``, a plain
     function (its static settings are ``train_step.config``, a frozen ``TrainStep``), where
     ``batch = {"image": float32 [B, ...] in [-1, 1], ...}`` and ``metrics`` holds scalar
     ``d_loss``, ``g_loss``, ``real_logits`` and ``fake_logits`` (means),
-    ``d_grad_norm``, ``g_grad_norm``, and ``gp`` / ``r1`` (unweighted) when enabled.
-    D metrics are averaged over the ``n_critic`` updates.
+    ``d_grad_norm``, ``g_grad_norm``, and ``gp`` / ``r1`` (unweighted) when enabled;
+    conditional pairs add ``labels_out_of_range`` (the fraction of the real batch's labels
+    outside the classes: it must stay 0) and, with an auxiliary classifier, ``d_ac_loss``
+    and ``g_ac_loss``. D metrics are averaged over the ``n_critic`` updates.
   """
   _check_options(n_critic, gp_weight, r1_weight, clip, ema_decay)
+  if fake_labels not in FAKE_LABELS:
+    raise ConfigError(f"fake_labels must be one of {FAKE_LABELS}, got {fake_labels!r}.")
+  if not isinstance(ac_weight, int | float) or ac_weight < 0:
+    raise ConfigError(f"ac_weight must be a number >= 0, got {ac_weight!r}.")
   config = TrainStep(G=G, D=D, loss=losses_lib.get(loss), n_critic=n_critic,
                      gp_weight=float(gp_weight), r1_weight=float(r1_weight),
                      clip=None if clip is None else float(clip),
                      ema_decay=None if ema_decay is None else float(ema_decay),
-                     axis_name=axis_name)
+                     axis_name=axis_name, fake_labels=fake_labels, ac_weight=float(ac_weight))
 
   def train_step(state_g: NetState, state_d: NetState, batch: Mapping[str, jax.Array],
                  key: jax.Array) -> tuple[NetState, NetState, Metrics]:
@@ -303,10 +424,12 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
   return train_step
 
 
-def _generate(G, state_g, key, num, use_ema, offset):
+def _generate(G, state_g, key, num, use_ema, offset, labels):
   z = sample_latent(key, num, state_g.input_shape[0], offset)
   params = state_g.ema_params if use_ema and state_g.ema_params is not None else state_g.params
-  return G.apply(state_g.variables(params), z, train=False)
+  if state_g.num_classes and labels is None:
+    labels = sample_labels(jax.random.fold_in(key, 1), num, state_g.num_classes, offset)
+  return G.apply(state_g.variables(params), z, *_labels(labels), train=False)
 
 
 @functools.cache
@@ -317,7 +440,8 @@ def _generate_jit():
 
 
 def generate(G: nn.Module, state_g: NetState, key: jax.Array, num: int, *,
-             use_ema: bool = True, offset: int = 0) -> jax.Array:
+             labels: jax.Array | None = None, use_ema: bool = True, offset: int = 0
+             ) -> jax.Array:
   """Samples ``num`` images from the generator in inference mode.
 
   Args:
@@ -326,6 +450,9 @@ def generate(G: nn.Module, state_g: NetState, key: jax.Array, num: int, *,
     key: PRNG key; the same key gives the same images, and the first ``n`` images of a
       larger draw equal a draw of ``n``.
     num: number of images.
+    labels: a conditional generator's class ids ``[num]``; None draws them uniformly per
+      image, as the train step draws the fakes' (from ``key`` and the image's index, so a
+      chunked draw equals one draw). The latents are the same with or without labels.
     use_ema: use the moving average of the parameters (the usual choice for evaluation).
     offset: index of the first image in the key's sequence, to draw a large set in chunks
       (``offset=0, num=1000`` then ``offset=1000, num=1000`` equals one draw of 2000).
@@ -333,4 +460,11 @@ def generate(G: nn.Module, state_g: NetState, key: jax.Array, num: int, *,
   Returns:
     ``[num, *image_shape]``.
   """
-  return _generate_jit()(G, state_g, _as_key(key), int(num), bool(use_ema), jnp.int32(offset))
+  num = int(num)
+  if labels is not None:
+    if not state_g.num_classes:
+      raise ConfigError("labels were given, but the generator is unconditional "
+                        "(num_classes=0).")
+    labels = check_labels({"label": labels}, num, state_g.num_classes)
+  return _generate_jit()(G, state_g, _as_key(key), num, bool(use_ema), jnp.int32(offset),
+                         labels)

@@ -1,14 +1,25 @@
 """Generator and discriminator modules (Flax Linen), one file per family.
 
 Every module here, and any module a user brings, follows one call signature:
-``G(z, train=...) -> images [B, ...]`` and ``D(x, train=...) -> logits [B]`` (or ``[B, 1]``).
+``G(z, train=...) -> images [B, ...]`` and ``D(x, train=...) -> logits [B]`` (or ``[B, 1]``);
+a class-conditional pair takes int32 class ids ``y [B]`` too: ``G(z, y, train=...)`` and
+``D(x, y, train=...)``.
 """
 
 from jaxgan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from jaxgan.models.layers import UPSAMPLE_METHODS, ExampleDropout, UpConv
 from jaxgan.models.mlp import MLPDiscriminator, MLPGenerator
+from jaxgan.models.resnet import (
+    ConditionalBatchNorm,
+    ResNetDiscriminator,
+    ResNetGenerator,
+    SelfAttention,
+    biggan32,
+    sngan32,
+)
 
 __all__ = [
-    "DCGANDiscriminator", "DCGANGenerator", "ExampleDropout", "MLPDiscriminator", "MLPGenerator",
-    "UPSAMPLE_METHODS", "UpConv",
+    "ConditionalBatchNorm", "DCGANDiscriminator", "DCGANGenerator", "ExampleDropout",
+    "MLPDiscriminator", "MLPGenerator", "ResNetDiscriminator", "ResNetGenerator",
+    "SelfAttention", "UPSAMPLE_METHODS", "UpConv", "biggan32", "sngan32",
 ]
