@@ -9,6 +9,7 @@ leaves), so the state can go in and out of ``jax.jit`` and be saved leaf for lea
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -148,19 +149,20 @@ def _make_init_fn(G: nn.Module, D: nn.Module, tx_g: optax.GradientTransformation
 def _abstract_call(module: nn.Module, name: str, inputs: tuple, num_classes: int):
   """``module``'s output shapes on ``inputs``; a module without a labels argument gets a
   clear error on a conditional pair."""
+  if num_classes:
+    try:
+      inspect.signature(module.__call__).bind(*inputs, train=False)
+    except TypeError as e:
+      first = "z" if name == "G" else "x"
+      raise ConfigError(
+          f"num_classes={num_classes} makes a conditional pair, called {name}({first}, y, "
+          f"train=...) with int32 class ids y [B], but {type(module).__name__} does not take "
+          f"labels ({e}). Use a conditional module (e.g. jaxgan.models.ResNetGenerator("
+          f"num_classes={num_classes})), or leave num_classes at 0.") from e
   key = jax.random.key(0)
-  try:
-    return jax.eval_shape(
-        lambda *a: module.apply(module.init({"params": key, "dropout": key}, *a, train=False),
-                                *a, train=False), *inputs)
-  except TypeError as e:
-    if not num_classes or "positional argument" not in str(e):
-      raise
-    raise ConfigError(
-        f"num_classes={num_classes} makes a conditional pair, called {name}(..., y, "
-        f"train=...) with int32 class ids y [B], but {type(module).__name__} does not take "
-        f"labels ({e}). Use a conditional module (e.g. jaxgan.models.ResNetGenerator("
-        f"num_classes={num_classes})), or leave num_classes at 0.") from e
+  return jax.eval_shape(
+      lambda *a: module.apply(module.init({"params": key, "dropout": key}, *a, train=False),
+                              *a, train=False), *inputs)
 
 
 def _check_models(G: nn.Module, D: nn.Module, latent_dim: int, image_shape: tuple[int, ...],

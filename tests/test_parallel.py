@@ -30,11 +30,11 @@ STEPS = 5
 TOL = 3e-4
 
 
-def assert_close(a, b, tol=TOL, name=""):
+def assert_close(a, b, tol=TOL, name="", floor=1e-6):
   for (path, x), y in zip(jax.tree_util.tree_leaves_with_path(a), jax.tree.leaves(b),
                           strict=True):
     x, y = np.asarray(x), np.asarray(y)
-    scale = max(float(np.abs(y).max()), 1e-6)
+    scale = max(float(np.abs(y).max()), floor)
     err = float(np.abs(x - y).max()) / scale
     assert err <= tol, f"{name}{jax.tree_util.keystr(path)}: relative error {err:.2e} > {tol}"
 
