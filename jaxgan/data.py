@@ -281,6 +281,9 @@ class ArraySource:
     if self.labels is not None and len(self.labels) != len(self.images):
       raise DataError(f"{self.description}: {len(self.images)} images but {len(self.labels)} "
                       "labels.")
+    if self.labels is not None and self.labels.min() < 0:
+      raise DataError(f"{self.description}: labels must be class ids >= 0, found "
+                      f"{int(self.labels.min())}.")
 
   def __len__(self) -> int:
     return len(self.images)
@@ -288,6 +291,11 @@ class ArraySource:
   @property
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.images.shape[1:])
+
+  @property
+  def num_classes(self) -> int:
+    """``max(label) + 1``; 0 for an unlabelled split."""
+    return 0 if self.labels is None else int(self.labels.max()) + 1
 
   def split(self, name: str) -> ArraySource:
     """Another split (e.g. ``"test"``) of the same dataset, from the same place."""

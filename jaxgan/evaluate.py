@@ -7,6 +7,10 @@
   Inception's), and its predictions give class coverage (classes receiving at least 2% of
   the samples) and the KL divergence of the predicted-class histogram to uniform, the
   usual measures of mode collapse on MNIST-like data.
+* For a class-conditional generator: label accuracy (the classifier's class for
+  ``G(z, y)`` against ``y``), intra-class FD (the mean over classes of each class's FD), and
+  the classification accuracy score (a classifier trained only on generated images, tested
+  on real ones).
 """
 
 from __future__ import annotations
@@ -272,12 +276,61 @@ def kl_to_uniform(predictions, num_classes: int) -> float:
   return float(np.sum(p[nonzero] * np.log(p[nonzero] * num_classes)))
 
 
-class Evaluator:
-  """Frechet distance, class coverage and KL of generated images against a dataset.
+def label_accuracy(predictions, labels) -> float:
+  """The fraction of images the classifier assigns the class they were generated for."""
+  return float(np.mean(np.asarray(predictions) == np.asarray(labels)))
 
-  Fits the test split's feature statistics once. ``floor`` is the distance between
-  ``num_samples`` real training images and the test split: what a perfect generator
-  would score with this many samples (FD is biased upwards for small sample sizes).
+
+def intra_class_fd(features, labels, class_stats) -> float:
+  """The mean over classes of the Frechet distance between each class's features and that
+  class's reference statistics (Miyato & Koyama's intra-FID: the mean, not the sum).
+
+  Args:
+    features: ``[N, D]``.
+    labels: ``[N]`` class of each row.
+    class_stats: ``{class: (mu, sigma)}``; every class in it needs at least 2 rows.
+  """
+  labels = np.asarray(labels)
+  distances = []
+  for c, stats in class_stats.items():
+    rows = np.asarray(features)[labels == c]
+    if len(rows) < 2:
+      raise ConfigError(f"intra-class FD needs at least 2 samples of each class; class {c} "
+                        f"has {len(rows)}. Draw more samples (e.g. class i % num_classes).")
+    distances.append(frechet_distance(gaussian_stats(rows), stats))
+  return float(np.mean(distances))
+
+
+def classifier_accuracy(model: Classifier, params: dict, images, labels) -> float:
+  """Top-1 accuracy of a classifier on ``images`` in [-1, 1] with ``labels``."""
+  predictions, _ = classify(model, params, images)
+  return label_accuracy(predictions, labels)
+
+
+def classification_accuracy_score(images, labels, test, *, steps: int = 500, seed: int = 0,
+                                  check=None) -> float:
+  """CAS (Ravuri & Vinyals, 2019): the test accuracy of a classifier trained only on
+  ``images`` (in [-1, 1], with their ``labels``), on the real ``test`` split.
+
+  The classifier is ``Classifier`` trained as the evaluation classifier is (Adam 1e-3,
+  batches of 128), for ``steps`` steps. Fed real training images, it gives the score of
+  real data: the ceiling to compare with.
+  """
+  source = data_lib.ArraySource(to_uint8(images), np.asarray(labels, np.int32),
+                                "images for the classification accuracy score")
+  params = train_classifier(source, steps=steps, seed=seed, check=check)
+  model = Classifier(num_classes=source.num_classes)
+  return classifier_accuracy(model, params, data_lib.to_model_range(test.images), test.labels)
+
+
+class Evaluator:
+  """Frechet distance, class coverage and KL of generated images against a dataset; for a
+  conditional generator also label accuracy, intra-class FD and (on request) CAS.
+
+  Fits the test split's feature statistics once (per class too). ``floors`` are the
+  measures of ``num_samples`` real training images against the test split: what a perfect
+  generator would score with this many samples (FD is biased upwards for small sample
+  sizes), and the classifier's accuracy on the real test images.
 
   Args:
     train: the training split (the classifier is trained on it, or read from the cache).
@@ -293,15 +346,44 @@ class Evaluator:
     self.model, self.params = load_classifier(train, cache_dir, log, check=check)
     self.num_classes = self.model.num_classes
     self.num_samples = num_samples
-    _, test_features = classify(self.model, self.params,
-                                data_lib.to_model_range(test.images))
+    self.train, self.test, self.check = train, test, check
+    test_predictions, test_features = classify(self.model, self.params,
+                                               data_lib.to_model_range(test.images))
     self.test_stats = gaussian_stats(test_features)
-    index = np.random.default_rng(0).permutation(len(train))[:min(num_samples, len(train))]
-    self.floor = self(data_lib.to_model_range(train.images[np.sort(index)]))["fd"]
+    self.class_stats = {}
+    if test.labels is not None:
+      self.class_stats = {c: gaussian_stats(test_features[test.labels == c])
+                          for c in range(self.num_classes) if np.sum(test.labels == c) >= 2}
+    index = np.sort(np.random.default_rng(0).permutation(len(train))[:min(num_samples,
+                                                                          len(train))])
+    self.floor_images = data_lib.to_model_range(train.images[index])
+    self.floor_labels = None if train.labels is None else train.labels[index]
+    floor = self(self.floor_images, self.floor_labels)
+    self.floor = floor["fd"]
+    self.floors = {"fd_floor": self.floor}
+    if self.floor_labels is not None and test.labels is not None:
+      self.floors["intra_fd_floor"] = floor["intra_fd"]
+      self.floors["classifier_accuracy"] = label_accuracy(test_predictions, test.labels)
+    self._cas_real: dict[int, float] = {}
 
-  def __call__(self, images) -> dict[str, float]:
-    """``{"fd", "coverage", "kl"}`` of ``images [N, H, W, C]`` in [-1, 1]."""
+  def __call__(self, images, labels=None) -> dict[str, float]:
+    """``{"fd", "coverage", "kl"}`` of ``images [N, H, W, C]`` in [-1, 1]; with the classes
+    ``labels [N]`` they were generated for, also ``label_accuracy`` and ``intra_fd``."""
     predictions, features = classify(self.model, self.params, images)
-    return {"fd": frechet_distance(gaussian_stats(features), self.test_stats),
-            "coverage": class_coverage(predictions, self.num_classes),
-            "kl": kl_to_uniform(predictions, self.num_classes)}
+    out = {"fd": frechet_distance(gaussian_stats(features), self.test_stats),
+           "coverage": class_coverage(predictions, self.num_classes),
+           "kl": kl_to_uniform(predictions, self.num_classes)}
+    if labels is not None and self.class_stats:
+      out["label_accuracy"] = label_accuracy(predictions, labels)
+      out["intra_fd"] = intra_class_fd(features, labels, self.class_stats)
+    return out
+
+  def cas(self, images, labels, steps: int = 500) -> dict[str, float]:
+    """``{"cas", "cas_real"}``: the classification accuracy score of ``images`` and, for
+    comparison, of as many real training images (computed once per ``steps``)."""
+    if steps not in self._cas_real:
+      self._cas_real[steps] = classification_accuracy_score(
+          self.floor_images, self.floor_labels, self.test, steps=steps, check=self.check)
+    return {"cas": classification_accuracy_score(images, labels, self.test, steps=steps,
+                                                 check=self.check),
+            "cas_real": self._cas_real[steps]}

@@ -45,17 +45,20 @@ from jaxgan import __version__, cpu, evaluate, models, parallel, rng
 from jaxgan import checkpoint as ckpt_lib
 from jaxgan import data as data_lib
 from jaxgan import losses as losses_lib
+from jaxgan import step as step_lib
 from jaxgan.errors import ConfigError, Error
 from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import generate, make_train_step
 
-MODELS = ("mlp", "dcgan")
+MODELS = ("mlp", "dcgan", "resnet")
+LR_SCHEDULES = ("constant", "linear")
 CPU_STEPS = 1200
 PARALLEL = ("pmap", "shard_map")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 # Settings a checkpoint's run cannot change: they change the state's shapes, the data or
 # the random streams. Resuming under other values is refused with an error.
-MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed")
+MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed", "conditional",
+              "conditioning", "attention", "shared_embedding")
 # The random streams a checkpoint records (jaxgan.data.ORDER, jaxgan.rng.SCHEME): a run
 # resumes only with the streams it started with. For each, the value of the checkpoints
 # written before it was recorded, and what differs when it does not match.
@@ -64,7 +67,8 @@ STREAMS = {"data_order": ("permutation", "batches came in another order"),
 # Settings that may change on resume (a notice lists them): the run goes on, but it is no
 # longer the run an uninterrupted job would have made.
 MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay", "lr_g", "lr_d",
-              "b1", "b2", "batch_size", "compute_dtype")
+              "b1", "b2", "batch_size", "compute_dtype", "fake_labels", "ac_weight", "lr_schedule",
+              "weight_init")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -72,10 +76,18 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.dataset = "mnist"  # a TFDS name, or idx:/dir for MNIST-format files
   c.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir (None: default)
-  c.model = "dcgan"  # mlp | dcgan
-  c.width = 1.0  # DCGAN channel multiplier
+  c.model = "dcgan"  # mlp | dcgan | resnet
+  c.width = 1.0  # channel multiplier (DCGAN: of the TF tutorial's; ResNet: G 256, D 128)
   c.latent_dim = 100
-  c.spectral_norm = False  # in the discriminator
+  c.spectral_norm = False  # in the discriminator (the ResNet D has it whatever this says)
+  # Class-conditional training on the dataset's labels (model=resnet): G(z, y), D(x, y).
+  c.conditional = False
+  c.conditioning = "projection"  # ResNet D: projection | ac (an auxiliary classifier)
+  c.fake_labels = "uniform"  # the fakes' classes: uniform (drawn) | real (the batch's)
+  c.ac_weight = 1.0  # ACGAN class-loss weight (conditioning=ac)
+  c.attention = 0  # ResNet: a self-attention block at this resolution in G and D (0: none)
+  c.shared_embedding = 0  # ResNet G: BigGAN's shared class embedding of this size (0: none)
+  c.weight_init = "glorot"  # ResNet: glorot (SNGAN) | orthogonal (BigGAN)
   c.loss = "non_saturating"  # see jaxgan.losses.names()
   c.n_critic = 1  # discriminator updates per generator update
   c.gp_weight = 0.0  # WGAN-GP weight (0: off)
@@ -89,11 +101,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.lr_d = 2e-4
   c.b1 = 0.5
   c.b2 = 0.999
+  c.lr_schedule = "constant"  # constant | linear (decayed to 0 at the last step)
   c.batch_size = 256  # global, over all devices
   c.steps = -1  # generator updates in all (resuming continues up to this); -1: auto, below
   c.full_steps = 20_000  # auto on an accelerator: the full-length run
   c.cpu_steps = CPU_STEPS  # auto on a CPU-only machine: a run of minutes ...
   c.cpu_width = 0.5  # ... with a DCGAN of half the channels (4x fewer FLOPs)
+  c.cpu_resnet_width = 0.125  # ... or a ResNet of G 32, D 16 channels
   c.seed = 0
   c.parallel = "pmap"  # pmap | shard_map
   c.num_devices = 0  # 0: every device; n: the first n (one process only)
@@ -104,6 +118,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.grid_size = 8  # sample grids of grid_size x grid_size images
   c.eval_every = 2000  # FD / coverage / KL every so many steps and at the end (0: off)
   c.eval_samples = -1  # generated images per evaluation; -1: 10,000 (2,000 on a CPU)
+  c.cas_steps = 500  # conditional runs, final evaluation: CAS classifier steps (0: no CAS)
   c.progress = True  # progress bar
   return c
 
@@ -128,6 +143,19 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
     out.update(given)
   checks = [
       (out.model in MODELS, f"model must be one of {MODELS}, got {out.model!r}"),
+      (not out.conditional or out.model == "resnet", "conditional=True needs model=resnet "
+       "(the conditional family: cBN generator, projection or ACGAN discriminator)"),
+      (out.conditioning in models.resnet.CONDITIONINGS, f"conditioning must be one of "
+       f"{models.resnet.CONDITIONINGS}, got {out.conditioning!r}"),
+      (out.fake_labels in step_lib.FAKE_LABELS, f"fake_labels must be one of "
+       f"{step_lib.FAKE_LABELS}, got {out.fake_labels!r}"),
+      (out.weight_init in models.resnet.INITS, f"weight_init must be one of "
+       f"{models.resnet.INITS}, got {out.weight_init!r}"),
+      (out.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got "
+       f"{out.lr_schedule!r}"),
+      (out.ac_weight >= 0, f"ac_weight must be >= 0, got {out.ac_weight}"),
+      (out.attention >= 0 and out.shared_embedding >= 0 and out.cas_steps >= 0,
+       "attention, shared_embedding and cas_steps must be >= 0 (0: off)"),
       (out.parallel in PARALLEL, f"parallel must be one of {PARALLEL}, got {out.parallel!r}"),
       (out.compute_dtype in COMPUTE_DTYPES, f"compute_dtype must be one of {COMPUTE_DTYPES}, "
        f"got {out.compute_dtype!r}"),
@@ -142,8 +170,9 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
        f"eval_samples must be >= 2, or -1 for auto; got {out.eval_samples}"),
       (out.batch_size >= 1, f"batch_size must be >= 1, got {out.batch_size}"),
       (out.latent_dim >= 1, f"latent_dim must be >= 1, got {out.latent_dim}"),
-      (out.width > 0 and out.cpu_width > 0, f"width and cpu_width must be > 0, got "
-       f"{out.width}, {out.cpu_width}"),
+      (out.width > 0 and out.cpu_width > 0 and out.cpu_resnet_width > 0,
+       f"width, cpu_width and cpu_resnet_width must be > 0, got {out.width}, {out.cpu_width}, "
+       f"{out.cpu_resnet_width}"),
       (out.lr_g > 0 and out.lr_d > 0, f"learning rates must be > 0, got lr_g={out.lr_g}, "
        f"lr_d={out.lr_d}"),
       (0 <= out.b1 < 1 and 0 <= out.b2 < 1, f"b1 and b2 must be in [0, 1), got {out.b1}, "
@@ -161,10 +190,20 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
   return out
 
 
-def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int]):
-  """The ``(G, D)`` pair the config names, for images of ``image_shape``."""
+def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int],
+                num_classes: int = 0):
+  """The ``(G, D)`` pair the config names, for images of ``image_shape`` (conditional on
+  ``num_classes`` classes when it is not 0)."""
   image_shape = tuple(image_shape)
   dtype = jnp.dtype(config.compute_dtype)
+  if config.model == "resnet":
+    attention = (config.attention,) if config.attention else ()
+    common = {"num_classes": num_classes, "attention": attention,
+              "weight_init": config.weight_init, "dtype": dtype}
+    return (models.ResNetGenerator(image_shape, max(1, round(256 * config.width)),
+                                   shared_embedding=config.shared_embedding, **common),
+            models.ResNetDiscriminator(max(1, round(128 * config.width)),
+                                       conditioning=config.conditioning, **common))
   if config.model == "mlp":
     return (models.MLPGenerator(image_shape=image_shape, dtype=dtype),
             models.MLPDiscriminator(spectral_norm=config.spectral_norm, dtype=dtype))
@@ -176,9 +215,19 @@ def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int]):
 
 
 def make_optimizers(config: ml_collections.ConfigDict):
-  """Adam for each network, with its own learning rate (TTUR when they differ)."""
-  return (optax.adam(config.lr_g, b1=config.b1, b2=config.b2),
-          optax.adam(config.lr_d, b1=config.b1, b2=config.b2))
+  """Adam for each network, with its own learning rate (TTUR when they differ).
+
+  ``lr_schedule="linear"`` decays each rate linearly to 0 over the run (SNGAN, cGAN-PD,
+  Mimicry): G over ``steps`` updates, D over ``steps * n_critic``. The schedule's position
+  is the optimizer's own count, so a resumed run continues it exactly.
+  """
+  lr_g, lr_d = config.lr_g, config.lr_d
+  if config.lr_schedule == "linear":
+    steps = max(1, config.steps)
+    lr_g = optax.linear_schedule(config.lr_g, 0.0, steps)
+    lr_d = optax.linear_schedule(config.lr_d, 0.0, steps * config.n_critic)
+  return (optax.adam(lr_g, b1=config.b1, b2=config.b2),
+          optax.adam(lr_d, b1=config.b1, b2=config.b2))
 
 
 class NonFiniteError(Error, FloatingPointError):
@@ -375,7 +424,8 @@ def resolve_auto(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   if config.steps == -1:
     config.steps = config.cpu_steps if on_cpu else config.full_steps
     if on_cpu:
-      config.width = config.cpu_width if config.model == "dcgan" else config.width
+      config.width = {"dcgan": config.cpu_width, "resnet": config.cpu_resnet_width}.get(
+          config.model, config.width)
       _notice(f"jaxgan: no accelerator found, so this is the short CPU run: {config.steps:,} "
               f"steps, width {config.width} (on a GPU or TPU the default is the full run, "
               f"{config.full_steps:,} steps). Set --config.steps to choose.")
@@ -412,25 +462,46 @@ def _make_evaluator(config, train_source, check: Callable[[], None] | None = Non
                             num_samples=config.eval_samples, log=_notice, check=check)
 
 
+def balanced_labels(num: int, num_classes: int) -> np.ndarray | None:
+  """Image ``i``'s class ``i % num_classes`` (None for an unconditional generator): what a
+  conditional run's evaluations and exports draw."""
+  return (np.arange(num) % num_classes).astype(np.int32) if num_classes else None
+
+
 def _sample(G, state_g, key, num: int, check: Callable[[], None] | None = None,
             chunk: int = 1000) -> np.ndarray:
   """``num`` images from the EMA generator, drawn in chunks (equal to one draw of ``num``);
-  ``check`` is called before each chunk (it raises to stop)."""
+  a conditional generator's image ``i`` is of class ``i % num_classes``. ``check`` is
+  called before each chunk (it raises to stop)."""
+  labels = balanced_labels(num, state_g.num_classes)
   out = []
   for i in range(0, num, chunk):
     if check is not None:
       check()
-    out.append(np.asarray(generate(G, state_g, key, min(chunk, num - i), offset=i)))
+    n = min(chunk, num - i)
+    out.append(np.asarray(generate(G, state_g, key, n, offset=i,
+                                   labels=None if labels is None else labels[i:i + n])))
   return np.concatenate(out)
 
 
 def summary(step: int, evaluation: dict, evaluator, data: str) -> str:
   """The lines printed when a run ends."""
-  return (f"jaxgan: evaluation at step {step} on {data}, {evaluator.num_samples:,} samples:\n"
-          f"  Frechet distance {evaluation['fd']:.2f} (real train vs test images: "
-          f"{evaluation['fd_floor']:.2f}, the floor)\n"
-          f"  class coverage {evaluation['coverage']}/{evaluator.num_classes} (classes with "
-          f">= 2% of samples), KL to uniform {evaluation['kl']:.3f} nats")
+  lines = (f"jaxgan: evaluation at step {step} on {data}, {evaluator.num_samples:,} samples:\n"
+           f"  Frechet distance {evaluation['fd']:.2f} (real train vs test images: "
+           f"{evaluation['fd_floor']:.2f}, the floor)\n"
+           f"  class coverage {evaluation['coverage']}/{evaluator.num_classes} (classes with "
+           f">= 2% of samples), KL to uniform {evaluation['kl']:.3f} nats")
+  if "label_accuracy" in evaluation:
+    lines += (f"\n  label accuracy {100 * evaluation['label_accuracy']:.1f}% (the classifier's "
+              f"class for G(z, y) is y; on real test images it is right "
+              f"{100 * evaluation['classifier_accuracy']:.1f}%)\n"
+              f"  intra-class FD {evaluation['intra_fd']:.2f} (mean over classes of each "
+              f"class's FD; real train vs test: {evaluation['intra_fd_floor']:.2f})")
+  if "cas" in evaluation:
+    lines += (f"\n  classification accuracy score {100 * evaluation['cas']:.1f}% (a classifier "
+              f"trained on the {evaluator.num_samples:,} generated images, tested on real test "
+              f"images; trained on as many real images: {100 * evaluation['cas_real']:.1f}%)")
+  return lines
 
 
 # -- the loop -------------------------------------------------------------------------------
@@ -451,7 +522,11 @@ def _check_resumable(meta: dict, config, facts: dict, directory: str) -> None:
   """Raises when the checkpoint's run differs in a ``MUST_MATCH`` field or in ``facts``
   (the image shape and the data actually loaded, which ``dataset="mnist"`` may replace
   offline); lists the ``MAY_CHANGE`` fields that differ."""
-  saved = {**meta.get("config", {}), **{k: meta.get(k) for k in facts}}
+  # Fields added since the checkpoint was written take their defaults (what it ran with).
+  saved = {**default_config().to_dict(), **meta.get("config", {}),
+           **{k: meta.get(k) for k in facts}}
+  if saved.get("num_classes") is None:
+    saved["num_classes"] = 0
   current = {**config.to_dict(), **facts}
   for field, (old, what) in STREAMS.items():
     saved[field] = saved.get(field) or old
@@ -500,6 +575,11 @@ def _mean_metrics(pending: list[tuple[int, dict]], last_good: Callable[[], str])
   """Fetches the metrics of the steps in ``pending``; raises on the first non-finite one."""
   fetched = jax.device_get([m for _, m in pending])
   for (step, _), metrics in zip(pending, fetched, strict=True):
+    if metrics.get("labels_out_of_range", 0) > 0:
+      raise ConfigError(
+          f"At step {step}, {100 * float(metrics['labels_out_of_range']):.1f}% of the batch's "
+          "labels were outside the classes the models were built for (the training split's "
+          f"labels at the start of the run). Check the data's labels. {last_good()}")
     for name, value in metrics.items():
       if not np.isfinite(value):
         raise NonFiniteError(
@@ -509,11 +589,11 @@ def _mean_metrics(pending: list[tuple[int, dict]], last_good: Callable[[], str])
   return {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
 
 
-def _checkpoint_target(config, G, D, tx_g, tx_d, image_shape, mesh):
+def _checkpoint_target(config, G, D, tx_g, tx_d, image_shape, mesh, num_classes=0):
   """The checkpoint's tree as shapes, replicated over ``mesh``: what restores read into."""
   replicated = NamedSharding(mesh, P())
   abstract_g, abstract_d = abstract_states(G, D, tx_g, tx_d, latent_dim=config.latent_dim,
-                                           image_shape=image_shape)
+                                           image_shape=image_shape, num_classes=num_classes)
   key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                       {"g": abstract_g, "d": abstract_d, "rng": key_shape})
@@ -523,12 +603,13 @@ def _restore_or_init(config, checkpoints, G, D, tx_g, tx_d, facts, mesh):
   """The newest complete checkpoint, restored onto ``mesh``; else fresh states."""
   image_shape = tuple(facts["image_shape"])
   restored = checkpoints.restore_latest(
-      _checkpoint_target(config, G, D, tx_g, tx_d, image_shape, mesh),
+      _checkpoint_target(config, G, D, tx_g, tx_d, image_shape, mesh, facts["num_classes"]),
       lambda meta: _check_resumable(meta, config, facts, checkpoints.directory))
   if restored is None:
     root_key = jax.random.key(config.seed)
     state_g, state_d = create_states(jax.random.fold_in(root_key, 0), G, D, tx_g, tx_d,
-                                     latent_dim=config.latent_dim, image_shape=image_shape)
+                                     latent_dim=config.latent_dim, image_shape=image_shape,
+                                     num_classes=facts["num_classes"])
     return 0, *parallel.replicate((state_g, state_d), mesh), root_key, {}
   step, arrays, meta = restored
   _notice(f"jaxgan: resumed from step {step} in {checkpoints.directory}.")
@@ -586,9 +667,14 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   _, source = load_train_data(config)
   stop.check()
   image_shape = source.image_shape
+  if config.conditional and source.labels is None:
+    raise ConfigError(f"conditional=True trains on the dataset's labels, but "
+                      f"{source.description} has none. Use a labelled dataset, or set "
+                      "--config.conditional=False.")
+  num_classes = source.num_classes if config.conditional else 0
   facts = {"image_shape": list(image_shape), "data": source.description,
-           "data_order": data_lib.ORDER, "noise": rng.SCHEME}
-  G, D = make_models(config, image_shape)
+           "data_order": data_lib.ORDER, "noise": rng.SCHEME, "num_classes": num_classes}
+  G, D = make_models(config, image_shape, num_classes)
   tx_g, tx_d = make_optimizers(config)
   pmap_devices = devices if config.num_devices else None  # None: pmap's own choice, all
   mesh = (parallel.pmap_mesh(pmap_devices) if config.parallel == "pmap"
@@ -619,7 +705,7 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   train_step = make_train_step(
       G, D, config.loss, n_critic=config.n_critic, gp_weight=config.gp_weight,
       r1_weight=config.r1_weight, clip=config.clip or None, ema_decay=config.ema_decay or None,
-      axis_name=parallel.AXIS)
+      axis_name=parallel.AXIS, fake_labels=config.fake_labels, ac_weight=config.ac_weight)
   options = cpu.compiler_options(config.cpu_conv_kernels)
   if config.parallel == "pmap":
     step_fn = parallel.pmap_step(train_step, devices=pmap_devices, compiler_options=options)
@@ -647,11 +733,14 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
                       "jaxgan": __version__, "eval_pending": eval_pending})
     last_saved[0] = step
 
-  def evaluate_now(step: int) -> dict:
+  def evaluate_now(step: int, final: bool = False) -> dict:
     """The evaluation at ``step``, logged; {} when a signal interrupted it."""
     try:
-      result = {**evaluator(_sample(G, state_g, eval_key, evaluator.num_samples, stop.check)),
-                "fd_floor": evaluator.floor}
+      images = _sample(G, state_g, eval_key, evaluator.num_samples, stop.check)
+      labels = balanced_labels(len(images), num_classes)
+      result = {**evaluator(images, labels), **evaluator.floors}
+      if final and labels is not None and config.cas_steps:
+        result.update(evaluator.cas(images, labels, config.cas_steps))
     except Stopped:
       return {}
     logs.metrics(step, result, prefix="eval")
@@ -668,7 +757,7 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   # run's logs hold what an uninterrupted run's hold.
   eval_pending = bool(meta.get("eval_pending")) and evaluator is not None
   if eval_pending and stop.signal is None:
-    evaluation = evaluate_now(step)
+    evaluation = evaluate_now(step, final=step >= config.steps)
     eval_pending = not evaluation
   pending: list[tuple[int, dict]] = []
   interval_start, interval_step = time.perf_counter(), start_step
@@ -697,10 +786,15 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
           bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}",
                           refresh=False)
       if step % config.sample_every == 0 or final or stopping:
-        images = np.asarray(generate(G, state_g, grid_key, config.grid_size ** 2))
+        # A conditional run's grid: one class per row, grid_size images of each.
+        rows = num_classes or config.grid_size
+        labels = (np.repeat(np.arange(num_classes), config.grid_size).astype(np.int32)
+                  if num_classes else None)
+        images = np.asarray(generate(G, state_g, grid_key, rows * config.grid_size,
+                                     labels=labels))
         logs.grid(step, images, config.grid_size)
       if evaluator is not None and (step % config.eval_every == 0 or final):
-        evaluation = {} if stopping else evaluate_now(step)
+        evaluation = {} if stopping else evaluate_now(step, final)
         eval_pending = not evaluation  # a signal came before or during it: made on resume
         stopping, saving = stopping or eval_pending, saving or eval_pending
       if saving:
@@ -755,9 +849,10 @@ def load_generator(workdir: str) -> tuple[Any, NetState, dict]:
       raise ckpt_lib.CheckpointError(f"No complete checkpoint in {directory} yet.")
     meta = checkpoints.read_meta(step)
     config, image_shape = complete_config(meta["config"]), tuple(meta["image_shape"])
-    G, D = make_models(config, image_shape)
+    num_classes = int(meta.get("num_classes") or 0)
+    G, D = make_models(config, image_shape, num_classes)
     target = _checkpoint_target(config, G, D, *make_optimizers(config), image_shape,
-                                parallel.data_mesh(jax.devices()[:1]))
+                                parallel.data_mesh(jax.devices()[:1]), num_classes)
     restored = checkpoints.restore_latest(target)
   finally:
     checkpoints.close()
@@ -770,7 +865,8 @@ def load_generator(workdir: str) -> tuple[Any, NetState, dict]:
 def export_samples(workdir: str, path: str, num: int, seed: int = 0) -> tuple[np.ndarray, dict]:
   """Writes ``num`` uint8 samples ``[num, H, W, C]`` of the newest checkpoint to ``path`` (.npy).
 
-  The EMA generator is used when the run kept one. The same workdir, ``num`` and ``seed``
+  The EMA generator is used when the run kept one. A conditional run's image ``i`` is of
+  class ``i % num_classes``. The same workdir, ``num`` and ``seed``
   give the same file; the first ``n`` images of a larger export equal an export of ``n``.
   The file is written whole, then renamed into place: a signal (SIGTERM, Ctrl-C) during
   the export raises ``Stopped`` and leaves no file.
