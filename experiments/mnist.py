@@ -3,12 +3,15 @@ r"""Trains a GAN on MNIST (offline: Fashion-MNIST), evaluates it, exports sample
   python experiments/mnist.py                          # train (or resume) in workdirs/mnist
   python experiments/mnist.py --config.loss=hinge --config.steps=5000 --workdir=DIR
   python experiments/mnist.py --workdir=DIR --sample_out=samples.npy --num_samples=1000
+  python experiments/mnist.py --config.model=resnet --config.conditional=True --workdir=DIR
+  python experiments/mnist.py --config=experiments/configs/cifar10.py --workdir=DIR
 
 Every field of experiments/configs/mnist.py can be overridden with --config.field=value.
 Running again on the same workdir resumes. SIGTERM or Ctrl-C at any moment (loading, training,
 evaluating, saving, exporting) stops within seconds, saves what there is and exits 0.
 With --sample_out it trains nothing: it writes uint8 [N, 28, 28, 1] images from the newest
-checkpoint (the EMA generator) and exits. A bad setting prints "error: ..." and exits with
+checkpoint (the EMA generator) and exits; for a conditional run (--config.conditional=True)
+image i is of class i % num_classes. A bad setting prints "error: ..." and exits with
 status 2 (the traceback with --verbosity=1 or JAXGAN_TRACEBACK=1).
 """
 
@@ -31,7 +34,8 @@ _WORKDIR = flags.DEFINE_string("workdir", "workdirs/mnist",
                                "Checkpoints, metrics, TensorBoard events and samples go here.")
 _SAMPLE_OUT = flags.DEFINE_string("sample_out", None,
                                   "Write samples of the newest checkpoint to this .npy file and "
-                                  "exit without training.")
+                                  "exit without training. For a conditional run, image i is "
+                                  "of class i % num_classes.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1000, "How many samples --sample_out writes.")
 _SAMPLE_SEED = flags.DEFINE_integer("sample_seed", 0, "Seed of the exported samples' latents.")
 
@@ -51,7 +55,9 @@ def main(argv):
       print(f"stopped ({stopped}) before writing {_SAMPLE_OUT.value}; nothing was written. Run "
             "the same command again to export.")
       return
-    print(f"wrote {images.shape[0]} samples {list(images.shape)} uint8 from step "
+    classes = meta.get("num_classes") or 0
+    which = f" (image i of class i % {classes})" if classes else ""
+    print(f"wrote {images.shape[0]} samples {list(images.shape)} uint8{which} from step "
           f"{meta['step']} of {os.path.abspath(_WORKDIR.value)} to {_SAMPLE_OUT.value}")
     return
   result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)

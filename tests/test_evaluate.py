@@ -136,3 +136,61 @@ def test_classifier_is_cached_and_a_damaged_cache_is_rebuilt(fashion_classifier,
   assert "cannot be read" in lines[0] and "training it again" in lines[0]
   assert path != small_path
 
+
+
+def test_intra_class_fd_by_hand():
+  rng = np.random.default_rng(0)
+  # Two classes of 1-D features: N(0, 1) and N(5, 4); reference statistics the same.
+  a, b = rng.normal(0, 1, (4000, 1)), rng.normal(5, 2, (4000, 1))
+  features, labels = np.concatenate([a, b]), np.repeat([0, 1], 4000)
+  stats = {0: (np.zeros(1), np.eye(1)), 1: (np.full(1, 5.0), 4 * np.eye(1))}
+  assert evaluate.intra_class_fd(features, labels, stats) == pytest.approx(0, abs=0.02)
+  # Labels swapped: each class is the other's distribution. Closed form, 1-D:
+  # (m1 - m2)^2 + (s1 - s2)^2 = 25 + 1 per class; the mean, not the sum.
+  assert evaluate.intra_class_fd(features, 1 - labels, stats) == pytest.approx(26, rel=0.02)
+  with pytest.raises(evaluate.ConfigError, match="at least 2 samples"):
+    evaluate.intra_class_fd(features[:5], labels[:5], stats)
+
+
+@pytest.fixture(scope="module")
+def fashion_evaluator(fashion_classifier):
+  _, _, train, test = fashion_classifier
+  return evaluate.Evaluator(train, test, num_samples=2000, log=lambda _: None), train, test
+
+
+@needs_fashion
+def test_label_accuracy_and_intra_fd_on_real_images(fashion_evaluator):
+  evaluator, train, test = fashion_evaluator
+  images, labels = data.to_model_range(test.images), test.labels
+  # Real test images fed as "samples" of their own classes: the classifier's own accuracy.
+  real = evaluator(images, labels)
+  assert real["label_accuracy"] == evaluator.floors["classifier_accuracy"]
+  assert 0.85 < real["label_accuracy"] < 1.0
+  assert real["intra_fd"] == pytest.approx(0, abs=1e-3 * evaluator.floors["intra_fd_floor"])
+  # Shuffled labels: chance accuracy; each class's images now look like every class's.
+  shuffled = evaluator(images, np.random.default_rng(0).permutation(labels))
+  assert shuffled["label_accuracy"] == pytest.approx(0.1, abs=0.02)
+  assert shuffled["fd"] == pytest.approx(real["fd"], abs=1e-6)  # the same images
+  assert shuffled["intra_fd"] > 5 * evaluator.floors["intra_fd_floor"]
+  # Each class's image set relabelled as the next class: accuracy 0, intra-FD far above
+  # the floor, while the unconditional FD cannot tell.
+  rolled = evaluator(images, (labels + 1) % 10)
+  assert rolled["label_accuracy"] < 0.05
+  assert rolled["intra_fd"] > shuffled["intra_fd"]
+  # The floor: real training images against the test split, measured the same way.
+  assert 0 < evaluator.floors["intra_fd_floor"] < 0.2 * shuffled["intra_fd"]
+  assert evaluator.floors["fd_floor"] == evaluator.floor
+
+
+@needs_fashion
+def test_classification_accuracy_score(fashion_evaluator):
+  evaluator, train, test = fashion_evaluator
+  images, labels = evaluator.floor_images, evaluator.floor_labels
+  scores = evaluator.cas(images, labels, steps=200)
+  # Real training images as the "generated" set: the score of real data itself.
+  assert scores["cas"] == pytest.approx(scores["cas_real"], abs=1e-9)
+  assert scores["cas_real"] > 0.7
+  # Labels that say nothing about the images: a classifier at chance on real test images.
+  shuffled = evaluator.cas(images, np.random.default_rng(1).permutation(labels), steps=200)
+  assert shuffled["cas"] == pytest.approx(0.1, abs=0.06)
+  assert shuffled["cas_real"] == scores["cas_real"]  # computed once
