@@ -58,7 +58,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 # Settings a checkpoint's run cannot change: they change the state's shapes, the data or
 # the random streams. Resuming under other values is refused with an error.
 MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed", "conditional",
-              "conditioning", "attention", "shared_embedding")
+              "conditioning", "attention", "shared_embedding", "g_channels", "d_channels")
 # The random streams a checkpoint records (jaxgan.data.ORDER, jaxgan.rng.SCHEME): a run
 # resumes only with the streams it started with. For each, the value of the checkpoints
 # written before it was recorded, and what differs when it does not match.
@@ -88,6 +88,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.attention = 0  # ResNet: a self-attention block at this resolution in G and D (0: none)
   c.shared_embedding = 0  # ResNet G: BigGAN's shared class embedding of this size (0: none)
   c.weight_init = "glorot"  # ResNet: glorot (SNGAN) | orthogonal (BigGAN)
+  c.g_channels = 0  # ResNet G's channels (0: 256 * width)
+  c.d_channels = 0  # ResNet D's channels (0: 128 * width)
   c.loss = "non_saturating"  # see jaxgan.losses.names()
   c.n_critic = 1  # discriminator updates per generator update
   c.gp_weight = 0.0  # WGAN-GP weight (0: off)
@@ -143,8 +145,10 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
     out.update(given)
   checks = [
       (out.model in MODELS, f"model must be one of {MODELS}, got {out.model!r}"),
-      (not out.conditional or out.model == "resnet", "conditional=True needs model=resnet "
-       "(the conditional family: cBN generator, projection or ACGAN discriminator)"),
+      (not out.conditional or out.model in ("resnet", "dcgan"), "conditional=True needs "
+       "model=resnet or dcgan (conditional BatchNorm in G, a projection D)"),
+      (not out.conditional or out.model == "resnet" or out.conditioning == "projection",
+       "conditioning=ac needs model=resnet"),
       (out.conditioning in models.resnet.CONDITIONINGS, f"conditioning must be one of "
        f"{models.resnet.CONDITIONINGS}, got {out.conditioning!r}"),
       (out.fake_labels in step_lib.FAKE_LABELS, f"fake_labels must be one of "
@@ -154,8 +158,10 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
       (out.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {LR_SCHEDULES}, got "
        f"{out.lr_schedule!r}"),
       (out.ac_weight >= 0, f"ac_weight must be >= 0, got {out.ac_weight}"),
-      (out.attention >= 0 and out.shared_embedding >= 0 and out.cas_steps >= 0,
-       "attention, shared_embedding and cas_steps must be >= 0 (0: off)"),
+      (min(out.attention, out.shared_embedding, out.cas_steps, out.g_channels,
+           out.d_channels) >= 0,
+       "attention, shared_embedding, cas_steps, g_channels and d_channels must be >= 0 "
+       "(0: off, or from width)"),
       (out.parallel in PARALLEL, f"parallel must be one of {PARALLEL}, got {out.parallel!r}"),
       (out.compute_dtype in COMPUTE_DTYPES, f"compute_dtype must be one of {COMPUTE_DTYPES}, "
        f"got {out.compute_dtype!r}"),
@@ -200,18 +206,19 @@ def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int],
     attention = (config.attention,) if config.attention else ()
     common = {"num_classes": num_classes, "attention": attention,
               "weight_init": config.weight_init, "dtype": dtype}
-    return (models.ResNetGenerator(image_shape, max(1, round(256 * config.width)),
+    return (models.ResNetGenerator(image_shape,
+                                   config.g_channels or max(1, round(256 * config.width)),
                                    shared_embedding=config.shared_embedding, **common),
-            models.ResNetDiscriminator(max(1, round(128 * config.width)),
+            models.ResNetDiscriminator(config.d_channels or max(1, round(128 * config.width)),
                                        conditioning=config.conditioning, **common))
   if config.model == "mlp":
     return (models.MLPGenerator(image_shape=image_shape, dtype=dtype),
             models.MLPDiscriminator(spectral_norm=config.spectral_norm, dtype=dtype))
   # No axis_name: inside the step the models follow the step's device axis.
   return (models.DCGANGenerator(image_shape=image_shape, width=config.width,
-                                upsample=config.upsample, dtype=dtype),
+                                upsample=config.upsample, dtype=dtype, num_classes=num_classes),
           models.DCGANDiscriminator(width=config.width, spectral_norm=config.spectral_norm,
-                                    dtype=dtype))
+                                    dtype=dtype, num_classes=num_classes))
 
 
 def make_optimizers(config: ml_collections.ConfigDict):

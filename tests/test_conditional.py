@@ -179,3 +179,40 @@ def test_auxiliary_classifier_loss_is_the_real_batchs_cross_entropy():
       float(metrics["d_loss"]), rel=1e-5)
   with pytest.raises(ConfigError, match="fake_labels must be one of"):
     jaxgan.make_train_step(G, D, "hinge", fake_labels="argmax")
+
+
+def test_conditional_dcgan_starts_as_the_unconditional_one_plus_a_projection():
+  z = jax.random.normal(jax.random.key(0), (6, 16))
+  y = jnp.array([0, 1, 2, 3, 0, 1])
+  plain, cond = models.DCGANGenerator(width=0.25), models.DCGANGenerator(width=0.25,
+                                                                           num_classes=4)
+  vp = plain.init(jax.random.key(1), z, train=False)
+  vc = cond.init(jax.random.key(1), z, y, train=False)
+  # The same convolutions; the class tables start at 0: gain 1, bias 0, BatchNorm's init.
+  params = {**vc["params"], **{k: v for k, v in vp["params"].items() if "BatchNorm" not in k}}
+  out_c, _ = cond.apply({"params": params}, z, y, train=True, mutable=["batch_stats"])
+  out_p, _ = plain.apply(vp, z, train=True, mutable=["batch_stats"])
+  np.testing.assert_allclose(out_c, out_p, rtol=1e-5, atol=1e-5)
+  # D: dense(h) + embed(y) . h, h its flattened features.
+  D = models.DCGANDiscriminator(width=0.25, dropout=0.0, num_classes=4)
+  x = jax.random.normal(jax.random.key(2), (6, 28, 28, 1))
+  vd = D.init(jax.random.key(3), x, y, train=False)
+  y2 = (y + 1) % 4
+  diff = D.apply(vd, x, y, train=False) - D.apply(vd, x, y2, train=False)
+  plain_d = models.DCGANDiscriminator(width=0.25, dropout=0.0)
+  table = np.asarray(vd["params"]["embed"]["embedding"], np.float64)
+  features = _flat_features(plain_d, vd, x)
+  np.testing.assert_allclose(diff, np.sum((table[y] - table[y2]) * features, -1), rtol=1e-4,
+                             atol=1e-4)
+
+
+def _flat_features(D, v, x):
+  """The input of D's final dense layer, recomputed from its own convolutions."""
+  params = v["params"]
+  h = x
+  for i in range(2):
+    kernel, bias = params[f"Conv_{i}"]["kernel"], params[f"Conv_{i}"]["bias"]
+    h = jax.lax.conv_general_dilated(h, kernel, (2, 2), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC")) + bias
+    h = jnp.where(h > 0, h, D.negative_slope * h)
+  return np.asarray(h.reshape(h.shape[0], -1), np.float64)

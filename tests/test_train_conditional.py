@@ -76,8 +76,8 @@ def test_export_of_a_conditional_run_is_class_i_mod_c(blobs, tmp_path):
 
 
 def test_conditional_needs_labels_and_the_resnet(blobs, tmp_path):
-  with pytest.raises(ConfigError, match="conditional=True needs model=resnet"):
-    train.train_and_evaluate(tiny(blobs, conditional=True), str(tmp_path))
+  with pytest.raises(ConfigError, match="conditional=True needs model=resnet or dcgan"):
+    train.train_and_evaluate(tiny(blobs, conditional=True), str(tmp_path))  # model=mlp
   with pytest.raises(ConfigError, match="fake_labels must be one of"):
     train.train_and_evaluate(conditional(blobs, fake_labels="argmax"), str(tmp_path))
   unconditional = train.train_and_evaluate(tiny(blobs, steps=10), str(tmp_path / "u"))
@@ -93,9 +93,9 @@ def test_a_checkpoint_from_before_conditional_runs_still_resumes(blobs, tmp_path
   meta_file = tmp_path / "checkpoints" / "10" / "meta" / "metadata"
   meta = json.loads(meta_file.read_text())
   del meta["num_classes"]
-  for field in ("conditional", "conditioning", "attention", "shared_embedding",
-                "fake_labels", "ac_weight", "lr_schedule", "weight_init", "cas_steps",
-                "cpu_resnet_width"):
+  for field in ("conditional", "conditioning", "attention", "shared_embedding", "fake_labels",
+                "ac_weight", "lr_schedule", "weight_init", "cas_steps", "g_channels",
+                "d_channels", "cpu_resnet_width"):
     del meta["config"][field]
   meta_file.write_text(json.dumps(meta))
   resumed = train.train_and_evaluate(tiny(blobs, steps=20), str(tmp_path))

@@ -14,6 +14,12 @@ then ConvTranspose 256 s1, 128 s2, 64 s2, C s2; D is Conv 64, 128, 256 (all s2),
 
 LeakyReLU slope 0.3 and BatchNorm epsilon 1e-3 are Keras's defaults, which the tutorial
 uses; both are attributes.
+
+``num_classes=C`` makes the pair class-conditional in the SNGAN/BigGAN way, called
+``G(z, y, train)`` and ``D(x, y, train)``: every BatchNorm of G becomes a conditional one
+(``x_hat * (1 + gain[y]) + bias[y]``, per-class tables initialised to 0), and D's logit is
+``dense(h) + sum(embed(y) * h)`` with ``h`` its flattened last features (projection,
+spectral-normalised with the rest when ``spectral_norm``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import jax.numpy as jnp
 
 from jaxgan.errors import ConfigError
 from jaxgan.models.layers import ExampleDropout, UpConv, conv_general_dilated
+from jaxgan.models.resnet import ClassEmbed, ConditionalBatchNorm, _check_labels, _sn_call
 
 
 def num_stages(height: int, width: int) -> int:
@@ -67,6 +74,7 @@ class DCGANGenerator(nn.Module):
     dtype: computation dtype, e.g. ``jnp.bfloat16`` for mixed precision; parameters stay
       float32, BatchNorm statistics are computed in float32 and the images come out
       float32.
+    num_classes: 0 (unconditional) or the classes of ``y`` (conditional BatchNorms).
   """
 
   image_shape: Sequence[int] = (28, 28, 1)
@@ -77,9 +85,14 @@ class DCGANGenerator(nn.Module):
   bn_epsilon: float = 1e-3
   upsample: str = "auto"
   dtype: Any = jnp.float32
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, z: jax.Array, train: bool = True) -> jax.Array:
+  def __call__(self, z: jax.Array, y: jax.Array | None = None, train: bool = True
+               ) -> jax.Array:
+    if isinstance(y, bool):  # G(z, False): train given positionally, as before labels
+      y, train = None, y
+    _check_labels("DCGANGenerator", self.num_classes, y)
     height, width_px, channels = self.image_shape
     k = num_stages(height, width_px)
     base_h, base_w = height // 2**k, width_px // 2**k
@@ -88,8 +101,13 @@ class DCGANGenerator(nn.Module):
       return max(1, int(round(n * self.width)))
 
     def bn_act(x: jax.Array) -> jax.Array:
-      x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
-                       epsilon=self.bn_epsilon, axis_name=self.axis_name, dtype=self.dtype)(x)
+      if self.num_classes:
+        x = ConditionalBatchNorm(self.num_classes, momentum=self.bn_momentum,
+                                 epsilon=self.bn_epsilon, axis_name=self.axis_name,
+                                 dtype=self.dtype)(x, y, train)
+      else:
+        x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                         epsilon=self.bn_epsilon, axis_name=self.axis_name, dtype=self.dtype)(x)
       return nn.leaky_relu(x, self.negative_slope)
 
     x = z.reshape((z.shape[0], -1))
@@ -124,6 +142,7 @@ class DCGANDiscriminator(nn.Module):
       ``batch_stats`` collection and are updated when ``train`` is true.
     dtype: computation dtype, e.g. ``jnp.bfloat16``; parameters, the spectral norm's
       power iteration and the logits stay float32.
+    num_classes: 0 (unconditional) or the classes of ``y`` (a projection head).
   """
 
   width: float = 1.0
@@ -132,9 +151,14 @@ class DCGANDiscriminator(nn.Module):
   spectral_norm: bool = False
   axis_name: str | None = None
   dtype: Any = jnp.float32
+  num_classes: int = 0
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
+  def __call__(self, x: jax.Array, y: jax.Array | None = None, train: bool = True
+               ) -> jax.Array:
+    if isinstance(y, bool):  # D(x, False): train given positionally, as before labels
+      y, train = None, y
+    _check_labels("DCGANDiscriminator", self.num_classes, y)
     if x.ndim != 4:
       raise ConfigError(f"DCGANDiscriminator takes images [B, H, W, C]; got shape {x.shape}.")
     k = num_stages(x.shape[1], x.shape[2])
@@ -153,4 +177,9 @@ class DCGANDiscriminator(nn.Module):
       if self.dropout > 0:
         x = ExampleDropout(self.dropout, axis_name=self.axis_name)(x, deterministic=not train)
     x = x.reshape((x.shape[0], -1))
-    return layer(nn.Dense(1, dtype=self.dtype), x)[:, 0].astype(jnp.float32)
+    logits = layer(nn.Dense(1, dtype=self.dtype), x)[:, 0].astype(jnp.float32)
+    if not self.num_classes:
+      return logits
+    embed = ClassEmbed(self.num_classes, x.shape[-1], name="embed")
+    rows = _sn_call(embed, y, train, self.spectral_norm)
+    return logits + jnp.sum(rows * x.astype(jnp.float32), axis=-1)
