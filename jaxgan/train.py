@@ -80,7 +80,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.width = 1.0  # channel multiplier (DCGAN: of the TF tutorial's; ResNet: G 256, D 128)
   c.latent_dim = 100
   c.spectral_norm = False  # in the discriminator (the ResNet D has it whatever this says)
-  # Class-conditional training on the dataset's labels (model=resnet): G(z, y), D(x, y).
+  # Class-conditional training on the dataset's labels (resnet, dcgan): G(z, y), D(x, y).
   c.conditional = False
   c.conditioning = "projection"  # ResNet D: projection | ac (an auxiliary classifier)
   c.fake_labels = "uniform"  # the fakes' classes: uniform (drawn) | real (the batch's)

@@ -118,27 +118,28 @@ def test_mlp_throughput_runs_every_variant_and_its_floor(tmp_path):
   assert flops == 2 * 8 * (d_update + g_update)
 
 
-def test_latents_benchmark_runs_every_variant():
-  cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "latents.py"), "--batch=4", "--dim=3",
-         "--k=2", "--repeats=2"]
+def run_table_benchmark(script, *args):
+  """Runs ``benchmarks/<script>`` (one device); returns its JSON header and table rows."""
+  cmd = [sys.executable, os.path.join(ROOT, "benchmarks", script), *args]
   env = {**os.environ, "XLA_FLAGS": ""}
   proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   lines = proc.stdout.strip().splitlines()
-  assert json.loads(lines[0])["batch"] == 4
-  rows = [line.split() for line in lines[2:]]
+  return json.loads(lines[0]), [line.split() for line in lines[2:]]
+
+
+def test_latents_benchmark_runs_every_variant():
+  header, rows = run_table_benchmark("latents.py", "--batch=4", "--dim=3", "--k=2",
+                                     "--repeats=2")
+  assert header["batch"] == 4
   assert [r[0] for r in rows] == ["jaxgan", "fold_in", "normal"]
   assert rows[0][2] == "1.00x" and all(float(r[1]) > 0 for r in rows)
 
 
 def test_resnet_step_benchmark_runs_both_presets():
-  cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "resnet_step.py"), "--batch=2",
-         "--presets=sngan32,biggan32", "--n_critic=1", "--repeats=1"]
-  env = {**os.environ, "XLA_FLAGS": ""}
-  proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  lines = proc.stdout.strip().splitlines()
-  assert json.loads(lines[0])["batch"] == 2
-  rows = [line.split() for line in lines[2:]]
+  header, rows = run_table_benchmark("resnet_step.py", "--batch=2",
+                                     "--presets=sngan32,biggan32", "--n_critic=1",
+                                     "--repeats=1")
+  assert header["batch"] == 2
   assert [(r[0], r[1]) for r in rows] == [("sngan32", "1"), ("biggan32", "1")]
   assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)

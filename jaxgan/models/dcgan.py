@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgan.errors import ConfigError
-from jaxgan.models.layers import ExampleDropout, UpConv, conv_general_dilated
+from jaxgan.models.layers import ExampleDropout, UpConv, conv_general_dilated, halvings
 from jaxgan.models.resnet import ClassEmbed, ConditionalBatchNorm, _check_labels, _sn_call
 
 
@@ -42,9 +42,7 @@ def num_stages(height: int, width: int) -> int:
   Raises:
     ValueError: when neither side can be halved to a whole size of at least 4.
   """
-  k = 0
-  while all(s % 2 ** (k + 1) == 0 and s // 2 ** (k + 1) >= 4 for s in (height, width)):
-    k += 1
+  k = halvings(height, width)
   if k == 0:
     raise ConfigError(
         f"The DCGAN models need image sides that halve to whole numbers >= 4 "

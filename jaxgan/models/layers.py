@@ -46,6 +46,15 @@ def _apply_mask(x: jax.Array, keep: jax.Array, keep_prob: float) -> jax.Array:
   return jnp.where(keep, x / keep_prob, jnp.zeros_like(x))
 
 
+def halvings(height: int, width: int, min_size: int = 4) -> int:
+  """The most times both sides halve to whole sizes of at least ``min_size`` (0: none):
+  the stride-2 stages of the DCGAN pair, the up-blocks of the ResNet generator."""
+  k = 0
+  while all(s % 2 ** (k + 1) == 0 and s // 2 ** (k + 1) >= min_size for s in (height, width)):
+    k += 1
+  return k
+
+
 def _offset(axis_name: str | None, local: int):
   return 0 if axis_name is None else jax.lax.axis_index(axis_name) * local
 

@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgan.errors import ConfigError
-from jaxgan.models.layers import conv_general_dilated
+from jaxgan.models.layers import conv_general_dilated, halvings
 
 INITS = ("glorot", "orthogonal")
 CONDITIONINGS = ("projection", "ac")
@@ -55,9 +55,7 @@ def num_blocks(height: int, width: int) -> int:
   Raises:
     jaxgan.errors.ConfigError: when no side can be halved to a whole size of at least 4.
   """
-  k = 0
-  while all(s % 2 ** (k + 1) == 0 and s // 2 ** (k + 1) >= 4 for s in (height, width)):
-    k += 1
+  k = halvings(height, width)
   if k == 0:
     raise ConfigError(
         f"The ResNet models need image sides that halve to whole numbers >= 4 (e.g. 28, 32, "
