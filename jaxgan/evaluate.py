@@ -245,7 +245,7 @@ def classify(model: Classifier, params: dict, images, batch_size: int = 1000
 def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
   """Mean and covariance (float64) of ``features [N, D]``."""
   features = np.asarray(features, np.float64)
-  return features.mean(0), np.cov(features, rowvar=False)
+  return features.mean(0), np.atleast_2d(np.cov(features, rowvar=False))  # [D, D], D = 1 too
 
 
 def frechet_distance(stats_a, stats_b) -> float:

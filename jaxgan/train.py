@@ -745,7 +745,9 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
     try:
       images = _sample(G, state_g, eval_key, evaluator.num_samples, stop.check)
       labels = balanced_labels(len(images), num_classes)
-      result = {**evaluator(images, labels), **evaluator.floors}
+      # An unconditional run's evaluation holds what it always held.
+      floors = evaluator.floors if labels is not None else {"fd_floor": evaluator.floor}
+      result = {**evaluator(images, labels), **floors}
       if final and labels is not None and config.cas_steps:
         result.update(evaluator.cas(images, labels, config.cas_steps))
     except Stopped:

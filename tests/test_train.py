@@ -282,7 +282,7 @@ def test_bad_config_is_refused_before_anything_runs(blobs, tmp_path):
   with pytest.raises(ValueError, match=r"Unknown config field\(s\): stesp \(did you mean steps"):
     train.train_and_evaluate({**tiny(blobs), "stesp": 5}, str(tmp_path))
   with pytest.raises(ValueError, match="model must be one of"):
-    train.train_and_evaluate(tiny(blobs, model="resnet"), str(tmp_path))
+    train.train_and_evaluate(tiny(blobs, model="stylegan9"), str(tmp_path))
   with pytest.raises(ValueError, match=r"compute_dtype must be one of \('float32', 'bfloat16'\)"):
     train.train_and_evaluate(tiny(blobs, compute_dtype="float16"), str(tmp_path))
   with pytest.raises(ValueError, match=r"cpu_conv_kernels must be one of \('xla', 'jaxlib'\)"):
