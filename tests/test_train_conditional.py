@@ -126,7 +126,7 @@ def test_the_cifar10_config_trains_on_tfds_mock_data(tmp_path):
   import tensorflow_datasets as tfds
 
   config = cifar10_config()
-  config.update(width=1 / 32, steps=2, batch_size=16, n_critic=2, eval_every=0, grid_size=2,
+  config.update(width=1 / 32, steps=2, batch_size=16, n_critic=1, eval_every=0, grid_size=2,
                 progress=False, log_every=1)
   with tfds.testing.mock_data(num_examples=200):
     result = train.train_and_evaluate(config, str(tmp_path))
