@@ -33,7 +33,7 @@ import jax.numpy as jnp
 
 from jaxgan.errors import ConfigError
 from jaxgan.models.layers import ExampleDropout, UpConv, conv_general_dilated, halvings
-from jaxgan.models.resnet import ClassEmbed, ConditionalBatchNorm, _check_labels, _sn_call
+from jaxgan.models.resnet import ClassEmbed, ConditionalBatchNorm, check_label_argument, sn_call
 
 
 def num_stages(height: int, width: int) -> int:
@@ -90,7 +90,7 @@ class DCGANGenerator(nn.Module):
                ) -> jax.Array:
     if isinstance(y, bool):  # G(z, False): train given positionally, as before labels
       y, train = None, y
-    _check_labels("DCGANGenerator", self.num_classes, y)
+    check_label_argument("DCGANGenerator", self.num_classes, y)
     height, width_px, channels = self.image_shape
     k = num_stages(height, width_px)
     base_h, base_w = height // 2**k, width_px // 2**k
@@ -156,7 +156,7 @@ class DCGANDiscriminator(nn.Module):
                ) -> jax.Array:
     if isinstance(y, bool):  # D(x, False): train given positionally, as before labels
       y, train = None, y
-    _check_labels("DCGANDiscriminator", self.num_classes, y)
+    check_label_argument("DCGANDiscriminator", self.num_classes, y)
     if x.ndim != 4:
       raise ConfigError(f"DCGANDiscriminator takes images [B, H, W, C]; got shape {x.shape}.")
     k = num_stages(x.shape[1], x.shape[2])
@@ -179,5 +179,5 @@ class DCGANDiscriminator(nn.Module):
     if not self.num_classes:
       return logits
     embed = ClassEmbed(self.num_classes, x.shape[-1], name="embed")
-    rows = _sn_call(embed, y, train, self.spectral_norm)
+    rows = sn_call(embed, y, train, self.spectral_norm)
     return logits + jnp.sum(rows * x.astype(jnp.float32), axis=-1)

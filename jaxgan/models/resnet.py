@@ -100,7 +100,7 @@ class ClassEmbed(nn.Module):
     return class_rows(table, labels)
 
 
-def _sn_call(module: nn.Module, x: jax.Array, train: bool, enabled: bool,
+def sn_call(module: nn.Module, x: jax.Array, train: bool, enabled: bool,
              epsilon: float = 1e-12) -> jax.Array:
   """``module(x)``, spectral-normalised when ``enabled``: the power iteration's vectors go
   in ``batch_stats`` under ``<name>_sn`` and advance when ``train``. Call it inside the
@@ -151,8 +151,8 @@ class ConditionalBatchNorm(nn.Module):
     else:
       dense = functools.partial(nn.Dense, features, use_bias=False,
                                 kernel_init=_initializer(self.weight_init), dtype=self.dtype)
-      gain = _sn_call(dense(name="gain"), c, train, self.spectral_norm, self.sn_epsilon)
-      bias = _sn_call(dense(name="bias"), c, train, self.spectral_norm, self.sn_epsilon)
+      gain = sn_call(dense(name="gain"), c, train, self.spectral_norm, self.sn_epsilon)
+      bias = sn_call(dense(name="bias"), c, train, self.spectral_norm, self.sn_epsilon)
     shape = (x.shape[0],) + (1,) * (x.ndim - 2) + (features,)
     return x_hat * (1.0 + gain.reshape(shape)) + bias.reshape(shape)
 
@@ -180,7 +180,7 @@ class SelfAttention(nn.Module):
     def conv(features, name):
       module = nn.Conv(features, (1, 1), use_bias=False, kernel_init=_initializer(self.weight_init),
                        dtype=self.dtype, conv_general_dilated=conv_general_dilated, name=name)
-      return functools.partial(_sn_call, module, enabled=self.spectral_norm,
+      return functools.partial(sn_call, module, enabled=self.spectral_norm,
                                epsilon=self.sn_epsilon)
 
     pool = functools.partial(nn.max_pool, window_shape=(2, 2), strides=(2, 2))
@@ -214,7 +214,7 @@ class _Convs:
     module = nn.Conv(features, (kernel, kernel), padding="SAME", dtype=self.dtype,
                      kernel_init=_initializer(self.init, gain),
                      conv_general_dilated=conv_general_dilated, name=name)
-    return functools.partial(_sn_call, module, enabled=self.spectral_norm,
+    return functools.partial(sn_call, module, enabled=self.spectral_norm,
                              epsilon=self.sn_epsilon)
 
 
@@ -259,7 +259,7 @@ class DBlock(nn.Module):
     return h + x
 
 
-def _check_labels(module: str, num_classes: int, y) -> None:
+def check_label_argument(module: str, num_classes: int, y) -> None:
   if num_classes and y is None:
     call = "G(z, y, train=...)" if module.endswith("Generator") else "D(x, y, train=...)"
     raise ConfigError(f"{module} is conditional (num_classes={num_classes}): call it as "
@@ -309,7 +309,7 @@ class ResNetGenerator(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array, y: jax.Array | None = None, train: bool = True
                ) -> jax.Array:
-    _check_labels("ResNetGenerator", self.num_classes, y)
+    check_label_argument("ResNetGenerator", self.num_classes, y)
     height, width, out_channels = self.image_shape
     k = num_blocks(height, width)
     base_h, base_w = height // 2**k, width // 2**k
@@ -343,7 +343,7 @@ class ResNetGenerator(nn.Module):
                                dtype=self.dtype)
     dense = nn.Dense(base_h * base_w * self.channels, kernel_init=_initializer(self.weight_init),
                      dtype=self.dtype, name="dense")
-    x = _sn_call(dense, z, train, self.spectral_norm, self.sn_epsilon)
+    x = sn_call(dense, z, train, self.spectral_norm, self.sn_epsilon)
     x = x.reshape(z.shape[0], base_h, base_w, self.channels)
     for i in range(k):
       x = GBlock(self.channels, convs, norm, name=f"block{i + 1}")(x, conditions[i], train)
@@ -404,7 +404,7 @@ class ResNetDiscriminator(nn.Module):
     if self.conditioning not in CONDITIONINGS:
       raise ConfigError(f"conditioning must be one of {CONDITIONINGS}, got "
                         f"{self.conditioning!r}.")
-    _check_labels("ResNetDiscriminator", self.num_classes, y)
+    check_label_argument("ResNetDiscriminator", self.num_classes, y)
     if x.ndim != 4:
       raise ConfigError(f"ResNetDiscriminator takes images [B, H, W, C]; got shape {x.shape}.")
     k = num_blocks(x.shape[1], x.shape[2])
@@ -420,16 +420,16 @@ class ResNetDiscriminator(nn.Module):
     h = jnp.sum(nn.relu(h), axis=(1, 2)).astype(jnp.float32)
     self.sow("intermediates", "features", h)  # h: apply(..., mutable=["intermediates"])
     linear = functools.partial(nn.Dense, kernel_init=_initializer(self.weight_init))
-    logits = _sn_call(linear(1, name="linear"), h, train, self.spectral_norm,
+    logits = sn_call(linear(1, name="linear"), h, train, self.spectral_norm,
                       self.sn_epsilon)[:, 0]
     if not self.num_classes:
       return logits
     if self.conditioning == "ac":
       head = linear(self.num_classes, use_bias=False, name="classifier")
-      return logits, _sn_call(head, h, train, self.spectral_norm, self.sn_epsilon)
+      return logits, sn_call(head, h, train, self.spectral_norm, self.sn_epsilon)
     embed = ClassEmbed(self.num_classes, self.channels, _initializer(self.weight_init),
                        name="embed")
-    rows = _sn_call(embed, y, train, self.spectral_norm, self.sn_epsilon)
+    rows = sn_call(embed, y, train, self.spectral_norm, self.sn_epsilon)
     return logits + jnp.sum(rows * h, axis=-1)
 
 
