@@ -11,19 +11,28 @@ The public API::
 
 __version__ = "0.4.0"  # before the imports: modules of the package read it
 
-from jaxgan import cli, cpu, errors, losses, models, rng, sweep
+from jaxgan import augment, cli, cpu, errors, losses, models, rng, sweep
 from jaxgan.state import NetState, abstract_states, create_states
-from jaxgan.step import TrainStep, generate, make_train_step, sample_labels, sample_latent
+from jaxgan.step import (
+    TrainStep,
+    generate,
+    lazy_adam,
+    make_train_step,
+    sample_labels,
+    sample_latent,
+)
 
 __all__ = [
     "NetState",
     "TrainStep",
     "abstract_states",
+    "augment",
     "cli",
     "cpu",
     "create_states",
     "errors",
     "generate",
+    "lazy_adam",
     "losses",
     "make_train_step",
     "models",

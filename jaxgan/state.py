@@ -23,6 +23,11 @@ from jaxgan.errors import ConfigError, InputTypeError
 
 PyTree = Any
 
+# The collection of ``NetState.model_state`` that holds what the train step itself keeps
+# (ADA's probability and its accumulator, the path-length mean): checkpointed with the
+# state, never passed to the module (``train_step.prepare_states`` adds it).
+STEP_STATE = "step_state"
+
 
 class NetState(struct.PyTreeNode):
   """Training state of one network.
@@ -31,7 +36,8 @@ class NetState(struct.PyTreeNode):
     step: number of optimizer updates applied (int32 scalar).
     params: the ``params`` collection.
     model_state: every other collection the module keeps (e.g. ``batch_stats``),
-      as a dict; empty for a module without mutable state.
+      as a dict; empty for a module without mutable state. The train step's own
+      state, when it keeps any, is the entry ``"step_state"`` (never given to the module).
     opt_state: the optimizer's state.
     ema_params: exponential moving average of ``params`` (the generator's; ``None``
       for the discriminator).
@@ -51,19 +57,40 @@ class NetState(struct.PyTreeNode):
   num_classes: int = struct.field(pytree_node=False, default=0)
 
   def variables(self, params: PyTree | None = None) -> dict[str, PyTree]:
-    """The variables dict for ``module.apply``: ``params`` (default: own) + model state."""
-    return {"params": self.params if params is None else params, **self.model_state}
+    """The variables dict for ``module.apply``: ``params`` (default: own) + the module's
+    collections (the step's own ``step_state`` left out)."""
+    return {"params": self.params if params is None else params, **self.module_state}
+
+  @property
+  def module_state(self) -> dict[str, PyTree]:
+    """The module's mutable collections: ``model_state`` without the step's own entry."""
+    return {k: v for k, v in self.model_state.items() if k != STEP_STATE}
+
+  @property
+  def step_state(self) -> dict[str, PyTree]:
+    """What the train step keeps in this state (empty when it keeps nothing)."""
+    return self.model_state.get(STEP_STATE, {})
 
   def apply_gradients(self, grads: PyTree, model_state: dict[str, PyTree] | None = None
                       ) -> NetState:
-    """One optimizer update; ``model_state`` (when given) replaces the mutable collections."""
+    """One optimizer update; ``model_state`` (when given) replaces the module's mutable
+    collections (the step's own ``step_state`` is kept)."""
     updates, opt_state = self.tx.update(grads, self.opt_state, self.params)
+    if model_state is None:
+      model_state = self.model_state
+    elif STEP_STATE in self.model_state:
+      model_state = {**model_state, STEP_STATE: self.model_state[STEP_STATE]}
     return self.replace(
         step=self.step + 1,
         params=optax.apply_updates(self.params, updates),
         opt_state=opt_state,
-        model_state=self.model_state if model_state is None else model_state,
+        model_state=model_state,
     )
+
+  def with_step_state(self, **values) -> NetState:
+    """This state with entries of ``step_state`` set (the train step's bookkeeping)."""
+    return self.replace(model_state={**self.model_state,
+                                     STEP_STATE: {**self.step_state, **values}})
 
 
 def _split_variables(variables: dict[str, PyTree]) -> tuple[PyTree, dict[str, PyTree]]:

@@ -30,12 +30,13 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgan import augment as augment_lib
 from jaxgan import cpu
 from jaxgan import losses as losses_lib
 from jaxgan.errors import ConfigError, InputTypeError
 from jaxgan.models import layers
 from jaxgan.rng import example_normal, example_randint, example_uniform
-from jaxgan.state import NetState, _as_key, _shape_str, split_d_output
+from jaxgan.state import STEP_STATE, NetState, _as_key, _shape_str, split_d_output
 
 Metrics = dict[str, jax.Array]
 StepFn = Callable[..., tuple[NetState, NetState, Metrics]]
@@ -128,10 +129,17 @@ def _class_loss(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(jnp.where(valid, ce, jnp.nan))
 
 
-def _check_options(n_critic, gp_weight, r1_weight, clip, ema_decay) -> None:
-  if not isinstance(n_critic, int) or isinstance(n_critic, bool) or n_critic < 1:
+def _positive_int(value) -> bool:
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_options(n_critic, gp_weight, r1_weight, clip, ema_decay, r1_every=1) -> None:
+  if not _positive_int(n_critic):
     raise ConfigError(f"n_critic must be an int >= 1 (discriminator updates per generator "
                       f"update), got {n_critic!r}.")
+  if not _positive_int(r1_every):
+    raise ConfigError(f"r1_every must be an int >= 1 (1: R1 in every discriminator update; "
+                      f"StyleGAN2's lazy regularisation uses 16), got {r1_every!r}.")
   for name, value in (("gp_weight", gp_weight), ("r1_weight", r1_weight)):
     if not isinstance(value, int | float) or value < 0:
       raise ConfigError(f"{name} must be a number >= 0 (0 disables it), got {value!r}.")
@@ -159,6 +167,8 @@ class TrainStep:
   axis_name: str | None = None
   fake_labels: str = "uniform"
   ac_weight: float = 1.0
+  augment: augment_lib.Augmentation | None = None
+  r1_every: int = 1
 
   # -- helpers, all pure ------------------------------------------------------------
 
@@ -196,7 +206,7 @@ class TrainStep:
     """Train-mode forward of G (``y``: class ids, or None); returns (images, model state)."""
     with layers.device_independent(self.axis_name):
       out, model_state = self.G.apply(state_g.variables(params), z, *_labels(y), train=True,
-                                      rngs=self._rngs(rng), mutable=list(state_g.model_state))
+                                      rngs=self._rngs(rng), mutable=list(state_g.module_state))
     return out, model_state
 
   def _discriminate(self, params, model_state, x: jax.Array, y, rng: jax.Array,
@@ -245,17 +255,65 @@ class TrainStep:
       return real, check_labels(batch, real.shape[0], state_g.num_classes)
     return real, None
 
+  # -- the step's own state -----------------------------------------------------------
+
+  def step_state_init(self) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The entries the step keeps in ``(state_g, state_d)``'s ``step_state`` (initial)."""
+    g, d = {}, {}
+    if isinstance(self.augment, augment_lib.ADA):
+      d.update(ada_p=jnp.float32(self.augment.p), ada_signs=jnp.float32(0.0),
+               ada_count=jnp.int32(0))
+    if self.lazy_r1:
+      d["r1"] = jnp.float32(0.0)
+    return g, d
+
+  @property
+  def lazy_r1(self) -> bool:
+    return self.r1_weight > 0 and self.r1_every > 1
+
+  def prepare_states(self, state_g: NetState, state_d: NetState) -> tuple[NetState, NetState]:
+    """The states with the entries this step keeps (``step_state``) added, when missing.
+
+    Call it once after ``create_states`` (a state that has them passes unchanged, so
+    restored states may go through it too).
+    """
+    g, d = self.step_state_init()
+    g = {k: v for k, v in g.items() if k not in state_g.step_state}
+    d = {k: v for k, v in d.items() if k not in state_d.step_state}
+    if g:
+      state_g = state_g.with_step_state(**g)
+    if d:
+      state_d = state_d.with_step_state(**d)
+    return state_g, state_d
+
+  def _check_step_state(self, state_g: NetState, state_d: NetState) -> None:
+    g, d = self.step_state_init()
+    for name, state, needed in (("state_g", state_g, g), ("state_d", state_d, d)):
+      missing = sorted(set(needed) - set(state.step_state))
+      if missing:
+        raise ConfigError(
+            f"{name} has no {', '.join(missing)}: this step keeps them in the states "
+            f"(model_state[{STEP_STATE!r}]). Add them once after create_states: "
+            "state_g, state_d = train_step.prepare_states(state_g, state_d).")
+
   # -- the step -----------------------------------------------------------------------
 
   def __call__(self, state_g: NetState, state_d: NetState, batch: Mapping[str, jax.Array],
                key: jax.Array) -> tuple[NetState, NetState, Metrics]:
     real, real_labels = self._check_inputs(state_g, state_d, batch)
+    self._check_step_state(state_g, state_d)
     batch_size = real.shape[0]
     latent_dim = state_g.input_shape[0]
     num_classes = state_g.num_classes
     key = jax.random.fold_in(_as_key(key), state_g.step)
     k_critic, k_gen = jax.random.split(key)
     offset = 0 if self.axis_name is None else jax.lax.axis_index(self.axis_name) * batch_size
+    ada = isinstance(self.augment, augment_lib.ADA)
+    p = state_d.step_state["ada_p"] if ada else None
+
+    def aug(x, k, p):
+      """What D sees: the augmented images (the same draws on any device count)."""
+      return x if self.augment is None else self.augment(k, x, p, offset)
 
     def fake_labels(k_y):
       if not num_classes:
@@ -265,21 +323,28 @@ class TrainStep:
       return sample_labels(k_y, batch_size, num_classes, offset)
 
     def critic_update(state_d: NetState, i) -> tuple[NetState, Metrics]:
-      k_z, k_drop, k_eps, k_drop_g = jax.random.split(jax.random.fold_in(k_critic, i), 4)
+      k_z, k_drop, k_eps, k_drop_g, k_aug = jax.random.split(jax.random.fold_in(k_critic, i),
+                                                             5)
       z = sample_latent(k_z, batch_size, latent_dim, offset)
       y_fake = fake_labels(jax.random.fold_in(k_z, 1))
       fake = jax.lax.stop_gradient(
           self._generate(state_g, state_g.params, z, y_fake, k_drop_g)[0])
 
       def d_objective(params):
-        ms = state_d.model_state
+        ms = state_d.module_state
+        k_real, k_fake = jax.random.fold_in(k_aug, 0), jax.random.fold_in(k_aug, 1)
         real_logits, real_classes, ms = self._discriminate(
-            params, ms, real, real_labels, jax.random.fold_in(k_drop, 0), num_classes)
+            params, ms, aug(real, k_real, p), real_labels, jax.random.fold_in(k_drop, 0),
+            num_classes)
         fake_logits, _, ms = self._discriminate(
-            params, ms, fake, y_fake, jax.random.fold_in(k_drop, 1), num_classes)
+            params, ms, aug(fake, k_fake, p), y_fake, jax.random.fold_in(k_drop, 1),
+            num_classes)
         d_loss = self.loss.discriminator(real_logits, fake_logits)
         metrics = {"d_loss": d_loss, "real_logits": jnp.mean(real_logits),
                    "fake_logits": jnp.mean(fake_logits)}
+        if ada:
+          # ADA's overfitting heuristic r_t = E[sign(D(augmented real))].
+          metrics["real_signs"] = jnp.mean(jnp.sign(real_logits))
         total = d_loss
         if real_classes is not None and self.ac_weight > 0:
           # ACGAN's class loss on real images only (StudioGAN's ACGAN-Mod; the original
@@ -288,15 +353,18 @@ class TrainStep:
           total = total + self.ac_weight * ac
           metrics["d_ac_loss"] = ac
         # Penalties see D with its state after this update's forward passes; their own
-        # passes do not change it. A conditional D is penalised under the real labels.
-        d_fn = lambda x: self._discriminate(params, ms, x, real_labels,  # noqa: E731
-                                            jax.random.fold_in(k_drop, 2), num_classes)[0]
+        # passes do not change it. A conditional D is penalised under the real labels;
+        # with augmentation, through the reals' augmentation (the penalty is taken with
+        # respect to the images before it, as StyleGAN2-ADA does).
+        d_fn = lambda x: self._discriminate(  # noqa: E731
+            params, ms, aug(x, k_real, p), real_labels, jax.random.fold_in(k_drop, 2),
+            num_classes)[0]
         if self.gp_weight > 0:
           eps = example_uniform(k_eps, batch_size, (), offset)
           gp = losses_lib.gradient_penalty(d_fn, real, fake, eps)
           total = total + self.gp_weight * gp
           metrics["gp"] = gp
-        if self.r1_weight > 0:
+        if self.r1_weight > 0 and not self.lazy_r1:
           r1 = losses_lib.r1_penalty(d_fn, real)
           total = total + 0.5 * self.r1_weight * r1
           metrics["r1"] = r1
@@ -316,14 +384,21 @@ class TrainStep:
       state_d, d_metrics = jax.lax.scan(critic_update, state_d, jnp.arange(self.n_critic))
       d_metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), d_metrics)
 
-    k_z, k_drop, k_drop_g = jax.random.split(k_gen, 3)
+    if self.lazy_r1:
+      state_d = jax.lax.cond(state_g.step % self.r1_every == 0,
+                             functools.partial(self._lazy_r1, real, real_labels, k_critic, aug,
+                                               p, num_classes),
+                             lambda s: s, state_d)
+      d_metrics["r1"] = state_d.step_state["r1"]
+
+    k_z, k_drop, k_drop_g, k_aug = jax.random.split(k_gen, 4)
     z = sample_latent(k_z, batch_size, latent_dim, offset)
     y_fake = fake_labels(jax.random.fold_in(k_z, 1))
 
     def g_objective(params):
       fake, model_state = self._generate(state_g, params, z, y_fake, k_drop_g)
-      logits, classes, _ = self._discriminate(state_d.params, state_d.model_state, fake, y_fake,
-                                              k_drop, num_classes)
+      logits, classes, _ = self._discriminate(state_d.params, state_d.module_state,
+                                              aug(fake, k_aug, p), y_fake, k_drop, num_classes)
       g_loss = self.loss.generator(logits)
       aux = {"g_loss": g_loss}
       total = g_loss
@@ -339,10 +414,46 @@ class TrainStep:
     state_g = state_g.replace(ema_params=self._ema(state_g.ema_params, state_g.params, old_step))
 
     metrics = {**d_metrics, **g_metrics, "g_grad_norm": _global_norm(grads)}
+    if ada:
+      state_d = self._adapt(state_d, metrics.pop("real_signs"), old_step, batch_size)
+      metrics["ada_p"] = p
     if num_classes:
       bad = (real_labels < 0) | (real_labels >= num_classes)
       metrics["labels_out_of_range"] = jnp.mean(bad.astype(jnp.float32))
     return state_g, state_d, self._pmean(metrics)
+
+  def _lazy_r1(self, real, real_labels, key, aug, p, num_classes, state_d: NetState
+               ) -> NetState:
+    """StyleGAN2's lazy R1: its own D update, the penalty scaled by the interval."""
+    k_aug, k_drop = jax.random.split(jax.random.fold_in(key, self.n_critic))
+
+    def objective(params):
+      # As for the penalties in the main update, this pass leaves D's model state alone.
+      d_fn = lambda x: self._discriminate(  # noqa: E731
+          params, state_d.module_state, aug(x, k_aug, p), real_labels, k_drop,
+          num_classes)[0]
+      r1 = losses_lib.r1_penalty(d_fn, real)
+      return self._pmean(0.5 * self.r1_weight * self.r1_every * r1), r1
+
+    grads, r1 = jax.grad(objective, has_aux=True)(state_d.params)
+    state_d = state_d.apply_gradients(self._pmean(grads))
+    return state_d.with_step_state(r1=self._pmean(r1))
+
+  def _adapt(self, state_d: NetState, signs, step, batch_size) -> NetState:
+    """ADA: accumulate r_t; every ``interval`` steps move ``p`` toward the target."""
+    ada: augment_lib.ADA = self.augment
+    ss = state_d.step_state
+    total = ss["ada_signs"] + self._pmean(signs)
+    count = ss["ada_count"] + 1
+    if ada.target is None:
+      return state_d.with_step_state(ada_signs=total, ada_count=count)
+    devices = 1 if self.axis_name is None else jax.lax.psum(1, self.axis_name)
+    now = step % ada.interval == 0  # after the reference's batch 0, 4, 8, ...
+    p = jnp.where(now, augment_lib.ada_adjust(ss["ada_p"], total / count,
+                                              batch_size * devices * ada.interval,
+                                              ada.target, ada.kimg), ss["ada_p"])
+    return state_d.with_step_state(ada_p=p, ada_signs=jnp.where(now, 0.0, total),
+                                   ada_count=jnp.where(now, 0, count))
 
   def _ema(self, ema, params, step):
     if not self.ema_decay:
@@ -354,11 +465,39 @@ class TrainStep:
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
+def lazy_adam(learning_rate, b1: float = 0.0, b2: float = 0.99, every: int = 16,
+              eps: float = 1e-8) -> optax.GradientTransformation:
+  """Adam for a network regularised lazily (StyleGAN2): with ``k = every`` the network
+  takes ``k + 1`` updates in ``k`` steps, so the reference scales the learning rate by
+  ``k / (k + 1)`` and raises the betas to that power.
+
+  ``every=16`` for D with ``r1_every=16``; ``every=4`` for G (the reference applies G's
+  correction even where its path-length term is off, as in its ``cifar`` config).
+  ``every=1`` (the penalty in every update's loss, no extra updates) is plain Adam.
+
+  Args:
+    learning_rate: the base rate (a float or an optax schedule).
+    b1: the base beta1 (StyleGAN2: 0).
+    b2: the base beta2 (StyleGAN2: 0.99).
+    every: the regularisation interval ``k`` (>= 1).
+    eps: Adam's epsilon (StyleGAN2: 1e-8).
+  """
+  if not _positive_int(every):
+    raise ConfigError(f"every must be an int >= 1 (the lazy regularisation interval), got "
+                      f"{every!r}.")
+  ratio = every / (every + 1) if every > 1 else 1.0
+  lr = (lambda t: learning_rate(t) * ratio) if callable(learning_rate) else (
+      learning_rate * ratio)
+  return optax.adam(lr, b1=b1 ** ratio, b2=b2 ** ratio, eps=eps)
+
+
 def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "non_saturating",
                     *, n_critic: int = 1, gp_weight: float = 0.0, r1_weight: float = 0.0,
                     clip: float | None = None, ema_decay: float | None = 0.999,
                     axis_name: str | None = None, fake_labels: str = "uniform",
-                    ac_weight: float = 1.0) -> StepFn:
+                    ac_weight: float = 1.0,
+                    augment: str | augment_lib.Augmentation | None = None,
+                    r1_every: int = 1) -> StepFn:
   """Builds the pure GAN training step for a generator/discriminator pair.
 
   Conditional pairs (states from ``create_states(..., num_classes=C)``): D trains on the
@@ -367,6 +506,11 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
   device count); ``fake_labels="real"`` reuses the real batch's labels instead (TF-GAN's
   examples). G's BatchNorm statistics and spectral-norm vectors advance in the generator
   update only (StudioGAN's order).
+
+  With ``augment`` D sees only augmented images: the reals and the fakes in its update,
+  the fakes in G's (whose gradients pass through the augmentation), and the penalties are
+  taken through it. ADA keeps ``p`` in ``state_d``; a step that keeps state of its own
+  (ADA, lazy R1) needs it added once: ``train_step.prepare_states(state_g, state_d)``.
 
   Args:
     G: generator module, ``G(z, train=...) -> images`` (conditional: ``G(z, y, train=...)``).
@@ -379,6 +523,10 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
       latent vectors and the same real batch.
     gp_weight: weight of the WGAN-GP gradient penalty (Gulrajani et al. use 10); 0: off.
     r1_weight: gamma of the R1 penalty, added as ``gamma / 2 * R1``; 0: off.
+    r1_every: 1 adds R1 to every D update's loss; ``k > 1`` is StyleGAN2's lazy
+      regularisation: every ``k``-th step (generator steps 0, k, 2k, ...) ends with an
+      extra D update on ``k * gamma / 2 * R1`` alone (give D's Adam the reference's
+      correction: ``jaxgan.lazy_adam``).
     clip: WGAN weight clipping bound for D's parameters after each update; None: off.
     ema_decay: decay of the generator's parameter average ``state_g.ema_params``, with a
       warm-up ``min(decay, (1 + t) / (10 + t))``; None or 0 keeps it equal to the params.
@@ -393,6 +541,8 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
     ac_weight: weight of the ACGAN class losses when D returns class logits: cross-entropy
       on the real images' labels in D's loss and on the fakes' labels in G's (StudioGAN's
       ACGAN-Mod: D is not trained to classify fakes).
+    augment: None, a ``jaxgan.augment.DiffAugment`` or ``ADA``, or a name for
+      ``jaxgan.augment.parse`` (``"diffaugment"``, ``"ada"``, ``"ada:0.3"``, ...).
 
   Returns:
     ``train_step(state_g, state_d, batch, key) -> (state_g, state_d, metrics)``, a plain
@@ -402,9 +552,11 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
     ``d_grad_norm``, ``g_grad_norm``, and ``gp`` / ``r1`` (unweighted) when enabled;
     conditional pairs add ``labels_out_of_range`` (the fraction of the real batch's labels
     outside the classes: it must stay 0) and, with an auxiliary classifier, ``d_ac_loss``
-    and ``g_ac_loss``. D metrics are averaged over the ``n_critic`` updates.
+    and ``g_ac_loss``; ADA adds ``ada_p`` (the probability this step used); lazy R1
+    reports the last computed ``r1``. D metrics are averaged over the ``n_critic`` updates.
+    ``train_step.prepare_states`` adds the step's own state (see above).
   """
-  _check_options(n_critic, gp_weight, r1_weight, clip, ema_decay)
+  _check_options(n_critic, gp_weight, r1_weight, clip, ema_decay, r1_every)
   if fake_labels not in FAKE_LABELS:
     raise ConfigError(f"fake_labels must be one of {FAKE_LABELS}, got {fake_labels!r}.")
   if not isinstance(ac_weight, int | float) or ac_weight < 0:
@@ -413,7 +565,8 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
                      gp_weight=float(gp_weight), r1_weight=float(r1_weight),
                      clip=None if clip is None else float(clip),
                      ema_decay=None if ema_decay is None else float(ema_decay),
-                     axis_name=axis_name, fake_labels=fake_labels, ac_weight=float(ac_weight))
+                     axis_name=axis_name, fake_labels=fake_labels, ac_weight=float(ac_weight),
+                     augment=augment_lib.parse(augment), r1_every=r1_every)
 
   def train_step(state_g: NetState, state_d: NetState, batch: Mapping[str, jax.Array],
                  key: jax.Array) -> tuple[NetState, NetState, Metrics]:
@@ -421,6 +574,7 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
     return config(state_g, state_d, batch, key)
 
   train_step.config = config
+  train_step.prepare_states = config.prepare_states
   return train_step
 
 
