@@ -17,9 +17,16 @@ from jaxgan.models.resnet import (
     biggan32,
     sngan32,
 )
+from jaxgan.models.stylegan2 import (
+    StyleGAN2Discriminator,
+    StyleGAN2Generator,
+    stylegan2_cifar,
+    stylegan2_small,
+)
 
 __all__ = [
     "ConditionalBatchNorm", "DCGANDiscriminator", "DCGANGenerator", "ExampleDropout",
     "MLPDiscriminator", "MLPGenerator", "ResNetDiscriminator", "ResNetGenerator",
-    "SelfAttention", "UPSAMPLE_METHODS", "UpConv", "biggan32", "sngan32",
+    "SelfAttention", "StyleGAN2Discriminator", "StyleGAN2Generator", "UPSAMPLE_METHODS",
+    "UpConv", "biggan32", "sngan32", "stylegan2_cifar", "stylegan2_small",
 ]

@@ -103,7 +103,8 @@ def device_independent(axis_name: str | None):
   * a ``flax.linen.BatchNorm`` (or subclass) whose ``axis_name`` is None averages its
     batch statistics over ``axis_name`` (those of the global batch);
   * an ``ExampleDropout`` whose ``axis_name`` is None indexes its masks by the global
-    example over ``axis_name``;
+    example over ``axis_name`` (as does any module with an ``axis_name`` field and the
+    class attribute ``follows_step_axis = True``: StyleGAN2's noise inputs);
   * a ``flax.linen.Dropout`` on the ``dropout`` stream, called without an explicit
     ``rng``, draws its mask per global example from the ``per_example`` stream (as
     ``ExampleDropout``), when the caller provides that stream (the train step does).
@@ -121,7 +122,8 @@ def device_independent(axis_name: str | None):
     module = context.module
     if context.method_name != "__call__":
       return next_fun(*args, **kwargs)
-    if isinstance(module, nn.BatchNorm | ExampleDropout):
+    if isinstance(module, nn.BatchNorm | ExampleDropout) or getattr(
+        module, "follows_step_axis", False):
       if axis_name is None or module.axis_name is not None:
         return next_fun(*args, **kwargs)
       # The same layer with the axis set, bound to the same scope (the same variables).
