@@ -149,6 +149,31 @@ def _check_options(n_critic, gp_weight, r1_weight, clip, ema_decay, r1_every=1) 
     raise ConfigError(f"ema_decay must be in [0, 1) (e.g. 0.999) or None, got {ema_decay!r}.")
 
 
+def style_based(G: nn.Module) -> bool:
+  """Whether ``G`` exposes StyleGAN2's ``mapping``/``synthesis`` and ``num_ws``."""
+  return all(callable(getattr(G, m, None)) for m in ("mapping", "synthesis")) and isinstance(
+      getattr(G, "num_ws", None), int)
+
+
+def _check_style_options(G, style_mixing, pl_weight, pl_every, pl_decay, shrink) -> None:
+  if not isinstance(style_mixing, int | float) or not 0 <= style_mixing <= 1:
+    raise ConfigError(f"style_mixing must be a probability in [0, 1] (StyleGAN2: 0.9), got "
+                      f"{style_mixing!r}.")
+  if not isinstance(pl_weight, int | float) or pl_weight < 0:
+    raise ConfigError(f"pl_weight must be a number >= 0 (StyleGAN2: 2; 0: off), got "
+                      f"{pl_weight!r}.")
+  if (style_mixing or pl_weight) and not style_based(G):
+    raise ConfigError(f"style_mixing and pl_weight need a style-based generator with "
+                      f"mapping/synthesis methods (jaxgan.models.StyleGAN2Generator); "
+                      f"{type(G).__name__} is not one. Set them to 0.")
+  if not _positive_int(pl_every):
+    raise ConfigError(f"pl_every must be an int >= 1 (StyleGAN2: 4), got {pl_every!r}.")
+  if not _positive_int(shrink):
+    raise ConfigError(f"pl_batch_shrink must be an int >= 1 (StyleGAN2: 2), got {shrink!r}.")
+  if not isinstance(pl_decay, int | float) or not 0 < pl_decay <= 1:
+    raise ConfigError(f"pl_decay must be in (0, 1] (StyleGAN2: 0.01), got {pl_decay!r}.")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class TrainStep:
   """The step ``make_train_step`` returns; its fields are the static hyperparameters.
@@ -169,6 +194,11 @@ class TrainStep:
   ac_weight: float = 1.0
   augment: augment_lib.Augmentation | None = None
   r1_every: int = 1
+  style_mixing: float = 0.0
+  pl_weight: float = 0.0
+  pl_every: int = 4
+  pl_decay: float = 0.01
+  pl_batch_shrink: int = 2
 
   # -- helpers, all pure ------------------------------------------------------------
 
@@ -202,11 +232,26 @@ class TrainStep:
     return {"dropout": jax.random.fold_in(rng, device),
             "per_example": jax.random.fold_in(rng, 2**31 - 1)}
 
-  def _generate(self, state_g: NetState, params, z: jax.Array, y, rng: jax.Array):
+  def _mixing(self, key: jax.Array, batch_size: int, latent_dim: int, offset) -> dict:
+    """StyleGAN2's style mixing: with probability ``style_mixing`` one cutoff for the whole
+    batch, uniform in ``[1, num_ws)``, from which on the layers take a second latent's
+    style (the same draw on every device); otherwise the cutoff is ``num_ws`` (none)."""
+    if not self.style_mixing:
+      return {}
+    num_ws = self.G.num_ws
+    k_z, k_p, k_c = jax.random.split(key, 3)
+    cutoff = jax.random.randint(k_c, (), 1, num_ws)
+    cutoff = jnp.where(jax.random.uniform(k_p) < self.style_mixing, cutoff, num_ws)
+    return {"z_mix": sample_latent(k_z, batch_size, latent_dim, offset), "mix_cutoff": cutoff}
+
+  def _generate(self, state_g: NetState, params, z: jax.Array, y, rng: jax.Array,
+                offset=0):
     """Train-mode forward of G (``y``: class ids, or None); returns (images, model state)."""
+    mix = self._mixing(jax.random.fold_in(rng, 7), z.shape[0], z.shape[1], offset)
     with layers.device_independent(self.axis_name):
       out, model_state = self.G.apply(state_g.variables(params), z, *_labels(y), train=True,
-                                      rngs=self._rngs(rng), mutable=list(state_g.module_state))
+                                      rngs=self._rngs(rng), mutable=list(state_g.module_state),
+                                      **mix)
     return out, model_state
 
   def _discriminate(self, params, model_state, x: jax.Array, y, rng: jax.Array,
@@ -265,6 +310,8 @@ class TrainStep:
                ada_count=jnp.int32(0))
     if self.lazy_r1:
       d["r1"] = jnp.float32(0.0)
+    if self.pl_weight > 0:
+      g.update(pl_mean=jnp.float32(0.0), pl_penalty=jnp.float32(0.0))
     return g, d
 
   @property
@@ -328,7 +375,7 @@ class TrainStep:
       z = sample_latent(k_z, batch_size, latent_dim, offset)
       y_fake = fake_labels(jax.random.fold_in(k_z, 1))
       fake = jax.lax.stop_gradient(
-          self._generate(state_g, state_g.params, z, y_fake, k_drop_g)[0])
+          self._generate(state_g, state_g.params, z, y_fake, k_drop_g, offset)[0])
 
       def d_objective(params):
         ms = state_d.module_state
@@ -396,7 +443,7 @@ class TrainStep:
     y_fake = fake_labels(jax.random.fold_in(k_z, 1))
 
     def g_objective(params):
-      fake, model_state = self._generate(state_g, params, z, y_fake, k_drop_g)
+      fake, model_state = self._generate(state_g, params, z, y_fake, k_drop_g, offset)
       logits, classes, _ = self._discriminate(state_d.params, state_d.module_state,
                                               aug(fake, k_aug, p), y_fake, k_drop, num_classes)
       g_loss = self.loss.generator(logits)
@@ -411,6 +458,15 @@ class TrainStep:
     grads = self._pmean(grads)
     old_step = state_g.step
     state_g = state_g.apply_gradients(grads, self._pmean(model_state))
+    if self.pl_weight > 0:
+      pl = functools.partial(self._path_length, offset, batch_size,
+                             jax.random.fold_in(k_gen, 1))
+      if self.pl_every > 1:
+        state_g = jax.lax.cond(old_step % self.pl_every == 0, pl, lambda s: s, state_g)
+      else:
+        state_g = pl(state_g)
+      g_metrics["pl_penalty"] = state_g.step_state["pl_penalty"]
+      g_metrics["pl_mean"] = state_g.step_state["pl_mean"]
     state_g = state_g.replace(ema_params=self._ema(state_g.ema_params, state_g.params, old_step))
 
     metrics = {**d_metrics, **g_metrics, "g_grad_norm": _global_norm(grads)}
@@ -421,6 +477,49 @@ class TrainStep:
       bad = (real_labels < 0) | (real_labels >= num_classes)
       metrics["labels_out_of_range"] = jnp.mean(bad.astype(jnp.float32))
     return state_g, state_d, self._pmean(metrics)
+
+  def _path_length(self, offset, batch_size, key, state_g: NetState) -> NetState:
+    """StyleGAN2's path-length regularisation, its own G update (not counted in
+    ``state_g.step``, the iteration counter), the penalty scaled by ``pl_every``.
+
+    On ``batch // pl_batch_shrink`` fresh latents: ``L = sqrt(mean_layers(sum_w (d sum(img
+    * y) / d ws)^2))`` with ``y ~ N(0, 1) / sqrt(H W)``; ``pl_mean <- lerp(pl_mean,
+    mean(L), pl_decay)`` (over the global batch), penalty ``mean((L - pl_mean)^2)``.
+    A conditional G's classes are drawn uniformly.
+    """
+    if batch_size % self.pl_batch_shrink:
+      raise ConfigError(f"The path-length batch is the (per-device) batch {batch_size} over "
+                        f"pl_batch_shrink={self.pl_batch_shrink}, which must divide it.")
+    local = batch_size // self.pl_batch_shrink
+    pl_offset = offset // self.pl_batch_shrink
+    k_z, k_y, k_noise, k_drop, k_mix = jax.random.split(key, 5)
+    z = sample_latent(k_z, local, state_g.input_shape[0], pl_offset)
+    y = (sample_labels(k_y, local, state_g.num_classes, pl_offset) if state_g.num_classes
+         else None)
+    mix = self._mixing(k_mix, local, z.shape[1], pl_offset)
+    pl_mean = state_g.step_state["pl_mean"]
+
+    def objective(params):
+      variables = state_g.variables(params)
+      with layers.device_independent(self.axis_name):
+        ws = self.G.apply(variables, z, *_labels(y), train=True, method="mapping",
+                          mutable=list(state_g.module_state), **mix)[0]
+        synth = lambda ws: self.G.apply(  # noqa: E731
+            variables, ws, train=True, method="synthesis", rngs=self._rngs(k_drop),
+            mutable=list(state_g.module_state))[0]
+        img = synth(ws)
+        noise = example_normal(k_noise, local, img.shape[1:], pl_offset) / np.sqrt(
+            img.shape[1] * img.shape[2])
+        grads = jax.grad(lambda ws: jnp.sum(synth(ws) * noise))(ws)
+      lengths = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(grads), axis=2), axis=1))
+      new_mean = pl_mean + self.pl_decay * (self._pmean(jnp.mean(lengths)) - pl_mean)
+      penalty = jnp.mean(jnp.square(lengths - new_mean))
+      return (self._pmean(penalty * self.pl_weight * self.pl_every),
+              (jax.lax.stop_gradient(new_mean), penalty))
+
+    grads, (new_mean, penalty) = jax.grad(objective, has_aux=True)(state_g.params)
+    new = state_g.apply_gradients(self._pmean(grads)).replace(step=state_g.step)
+    return new.with_step_state(pl_mean=new_mean, pl_penalty=self._pmean(penalty))
 
   def _lazy_r1(self, real, real_labels, key, aug, p, num_classes, state_d: NetState
                ) -> NetState:
@@ -497,7 +596,9 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
                     axis_name: str | None = None, fake_labels: str = "uniform",
                     ac_weight: float = 1.0,
                     augment: str | augment_lib.Augmentation | None = None,
-                    r1_every: int = 1) -> StepFn:
+                    r1_every: int = 1, style_mixing: float = 0.0, pl_weight: float = 0.0,
+                    pl_every: int = 4, pl_decay: float = 0.01, pl_batch_shrink: int = 2
+                    ) -> StepFn:
   """Builds the pure GAN training step for a generator/discriminator pair.
 
   Conditional pairs (states from ``create_states(..., num_classes=C)``): D trains on the
@@ -543,6 +644,12 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
       ACGAN-Mod: D is not trained to classify fakes).
     augment: None, a ``jaxgan.augment.DiffAugment`` or ``ADA``, or a name for
       ``jaxgan.augment.parse`` (``"diffaugment"``, ``"ada"``, ``"ada:0.3"``, ...).
+    style_mixing: a style-based G (``models.StyleGAN2Generator``): the probability that a
+      batch's fakes mix two latents' styles (StyleGAN2: 0.9; its ``cifar`` config: 0).
+    pl_weight: a style-based G: weight of the path-length penalty (StyleGAN2: 2; 0: off),
+      an extra G update every ``pl_every`` steps (generator steps 0, k, 2k, ...) with
+      ``pl_mean`` kept in ``state_g``; ``pl_decay`` (0.01) and ``pl_batch_shrink`` (2) as
+      the reference's.
 
   Returns:
     ``train_step(state_g, state_d, batch, key) -> (state_g, state_d, metrics)``, a plain
@@ -561,12 +668,16 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
     raise ConfigError(f"fake_labels must be one of {FAKE_LABELS}, got {fake_labels!r}.")
   if not isinstance(ac_weight, int | float) or ac_weight < 0:
     raise ConfigError(f"ac_weight must be a number >= 0, got {ac_weight!r}.")
+  _check_style_options(G, style_mixing, pl_weight, pl_every, pl_decay, pl_batch_shrink)
   config = TrainStep(G=G, D=D, loss=losses_lib.get(loss), n_critic=n_critic,
                      gp_weight=float(gp_weight), r1_weight=float(r1_weight),
                      clip=None if clip is None else float(clip),
                      ema_decay=None if ema_decay is None else float(ema_decay),
                      axis_name=axis_name, fake_labels=fake_labels, ac_weight=float(ac_weight),
-                     augment=augment_lib.parse(augment), r1_every=r1_every)
+                     augment=augment_lib.parse(augment), r1_every=r1_every,
+                     style_mixing=float(style_mixing), pl_weight=float(pl_weight),
+                     pl_every=pl_every, pl_decay=float(pl_decay),
+                     pl_batch_shrink=pl_batch_shrink)
 
   def train_step(state_g: NetState, state_d: NetState, batch: Mapping[str, jax.Array],
                  key: jax.Array) -> tuple[NetState, NetState, Metrics]:
@@ -578,24 +689,25 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
   return train_step
 
 
-def _generate(G, state_g, key, num, use_ema, offset, labels):
+def _generate(G, state_g, key, num, use_ema, offset, labels, truncation_psi=1.0):
   z = sample_latent(key, num, state_g.input_shape[0], offset)
   params = state_g.ema_params if use_ema and state_g.ema_params is not None else state_g.params
   if state_g.num_classes and labels is None:
     labels = sample_labels(jax.random.fold_in(key, 1), num, state_g.num_classes, offset)
-  return G.apply(state_g.variables(params), z, *_labels(labels), train=False)
+  kw = {} if truncation_psi == 1.0 else {"truncation_psi": truncation_psi}
+  return G.apply(state_g.variables(params), z, *_labels(labels), train=False, **kw)
 
 
 @functools.cache
 def _generate_jit():
   # Built on first use, not at import: the CPU options probe the backend by compiling.
-  return jax.jit(_generate, static_argnames=("G", "num", "use_ema"),
+  return jax.jit(_generate, static_argnames=("G", "num", "use_ema", "truncation_psi"),
                  compiler_options=cpu.compiler_options())
 
 
 def generate(G: nn.Module, state_g: NetState, key: jax.Array, num: int, *,
-             labels: jax.Array | None = None, use_ema: bool = True, offset: int = 0
-             ) -> jax.Array:
+             labels: jax.Array | None = None, use_ema: bool = True, offset: int = 0,
+             truncation_psi: float = 1.0) -> jax.Array:
   """Samples ``num`` images from the generator in inference mode.
 
   Args:
@@ -610,6 +722,9 @@ def generate(G: nn.Module, state_g: NetState, key: jax.Array, num: int, *,
     use_ema: use the moving average of the parameters (the usual choice for evaluation).
     offset: index of the first image in the key's sequence, to draw a large set in chunks
       (``offset=0, num=1000`` then ``offset=1000, num=1000`` equals one draw of 2000).
+    truncation_psi: a style-based generator's truncation ``w_avg + psi (w - w_avg)``:
+      1 plain, 0 the image of ``w_avg`` for every latent, 0.5-0.7 the usual trade of
+      variety for quality.
 
   Returns:
     ``[num, *image_shape]``.
@@ -620,5 +735,11 @@ def generate(G: nn.Module, state_g: NetState, key: jax.Array, num: int, *,
       raise ConfigError("labels were given, but the generator is unconditional "
                         "(num_classes=0).")
     labels = check_labels({"label": labels}, num, state_g.num_classes)
+  if not isinstance(truncation_psi, int | float) or isinstance(truncation_psi, bool):
+    raise ConfigError(f"truncation_psi must be a number (1: off), got {truncation_psi!r}.")
+  if truncation_psi != 1 and not style_based(G):
+    raise ConfigError(f"truncation_psi needs a style-based generator "
+                      f"(jaxgan.models.StyleGAN2Generator); {type(G).__name__} has no w_avg. "
+                      "Leave it at 1.")
   return _generate_jit()(G, state_g, _as_key(key), num, bool(use_ema), jnp.int32(offset),
-                         labels)
+                         labels, float(truncation_psi))

@@ -370,8 +370,12 @@ class StyleGAN2Generator(nn.Module):
     return img
 
   def __call__(self, z: jax.Array, y=None, train: bool = True, *,
-               truncation_psi: float = 1.0) -> jax.Array:
-    return self.synthesis(self.mapping(z, y, train, truncation_psi=truncation_psi), train)
+               truncation_psi: float = 1.0, z_mix: jax.Array | None = None,
+               mix_cutoff=None) -> jax.Array:
+    """Images ``[N, H, W, C]``; the keywords as ``mapping``'s."""
+    ws = self.mapping(z, y, train, truncation_psi=truncation_psi, z_mix=z_mix,
+                      mix_cutoff=mix_cutoff)
+    return self.synthesis(ws, train)
 
 
 class SynthesisNetwork(nn.Module):
