@@ -42,6 +42,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxgan import __version__, cpu, evaluate, models, parallel, rng
+from jaxgan import augment as augment_lib
 from jaxgan import checkpoint as ckpt_lib
 from jaxgan import data as data_lib
 from jaxgan import losses as losses_lib
@@ -50,7 +51,7 @@ from jaxgan.errors import ConfigError, Error
 from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import generate, make_train_step
 
-MODELS = ("mlp", "dcgan", "resnet")
+MODELS = ("mlp", "dcgan", "resnet", "stylegan2")
 LR_SCHEDULES = ("constant", "linear")
 CPU_STEPS = 1200
 PARALLEL = ("pmap", "shard_map")
@@ -58,7 +59,9 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 # Settings a checkpoint's run cannot change: they change the state's shapes, the data or
 # the random streams. Resuming under other values is refused with an error.
 MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed", "conditional",
-              "conditioning", "attention", "shared_embedding", "g_channels", "d_channels")
+              "conditioning", "attention", "shared_embedding", "g_channels", "d_channels",
+              "w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group_size",
+              "d_architecture", "data_fraction")
 # The random streams a checkpoint records (jaxgan.data.ORDER, jaxgan.rng.SCHEME): a run
 # resumes only with the streams it started with. For each, the value of the checkpoints
 # written before it was recorded, and what differs when it does not match.
@@ -68,7 +71,8 @@ STREAMS = {"data_order": ("permutation", "batches came in another order"),
 # longer the run an uninterrupted job would have made.
 MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay", "lr_g", "lr_d",
               "b1", "b2", "batch_size", "compute_dtype", "fake_labels", "ac_weight", "lr_schedule",
-              "weight_init")
+              "weight_init", "augment", "ada_target", "ada_kimg", "r1_every", "style_mixing",
+              "pl_weight", "pl_every", "lazy_g_every")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -76,7 +80,7 @@ def default_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.dataset = "mnist"  # a TFDS name, or idx:/dir for MNIST-format files
   c.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir (None: default)
-  c.model = "dcgan"  # mlp | dcgan | resnet
+  c.model = "dcgan"  # mlp | dcgan | resnet | stylegan2
   c.width = 1.0  # channel multiplier (DCGAN: of the TF tutorial's; ResNet: G 256, D 128)
   c.latent_dim = 100
   c.spectral_norm = False  # in the discriminator (the ResNet D has it whatever this says)
@@ -90,10 +94,29 @@ def default_config() -> ml_collections.ConfigDict:
   c.weight_init = "glorot"  # ResNet: glorot (SNGAN) | orthogonal (BigGAN)
   c.g_channels = 0  # ResNet G's channels (0: 256 * width)
   c.d_channels = 0  # ResNet D's channels (0: 128 * width)
+  # StyleGAN2 (model=stylegan2): channels min(channel_base // res, channel_max); 0: the
+  # small CPU preset's 1024 * width and 128 * width (the reference's cifar: 32768, 512).
+  c.channel_base = 0
+  c.channel_max = 0
+  c.w_dim = 64  # StyleGAN2's w (the reference: 512); z is latent_dim
+  c.mapping_layers = 2  # StyleGAN2 mapping network depth (paper 8, the reference's cifar 2)
+  c.mbstd_group_size = 4  # StyleGAN2 D's minibatch-stddev group (cifar: 32)
+  c.d_architecture = "resnet"  # StyleGAN2 D: resnet | orig (cifar: orig)
+  c.style_mixing = 0.0  # StyleGAN2: style-mixing probability (paper 0.9; cifar 0)
+  c.pl_weight = 0.0  # StyleGAN2: path-length penalty weight (paper 2; cifar 0)
+  c.pl_every = 4  # ... as its own G update every so many steps
+  c.lazy_g_every = 0  # G's Adam corrected as if regularised every k steps (0: pl_every
+  #                     when pl_weight > 0, else none; the reference's cifar config: 4)
+  # Augmentation of everything D sees (any model): none | diffaugment[:ops] | ada | ada:p
+  c.augment = "none"
+  c.ada_target = 0.6  # ADA: the target of E[sign(D(real))]
+  c.ada_kimg = 500.0  # ADA: thousands of images for p to move by 1 (100 reacts faster)
+  c.data_fraction = 1.0  # train on the first fraction of the training split (0.1: 10%)
   c.loss = "non_saturating"  # see jaxgan.losses.names()
   c.n_critic = 1  # discriminator updates per generator update
   c.gp_weight = 0.0  # WGAN-GP weight (0: off)
   c.r1_weight = 0.0  # R1 gamma (0: off)
+  c.r1_every = 1  # R1 every step (1), or lazily every k steps as its own D update (SG2: 16)
   c.clip = 0.0  # WGAN weight clipping bound (0: off)
   c.ema_decay = 0.999  # generator EMA (0: off)
   c.compute_dtype = "float32"  # float32 | bfloat16 (mixed precision: params stay float32)
@@ -186,6 +209,18 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
       (out.num_devices >= 0, f"num_devices must be >= 0 (0: all), got {out.num_devices}"),
       (out.clip >= 0, f"clip must be >= 0 (0: off), got {out.clip}"),
       (out.grid_size >= 1, f"grid_size must be >= 1, got {out.grid_size}"),
+      (0 < out.data_fraction <= 1, f"data_fraction must be in (0, 1] (1: the whole split), "
+       f"got {out.data_fraction}"),
+      (out.d_architecture in models.stylegan2.ARCHITECTURES, f"d_architecture must be one of "
+       f"{models.stylegan2.ARCHITECTURES}, got {out.d_architecture!r}"),
+      (min(out.channel_base, out.channel_max, out.lazy_g_every) >= 0 and out.w_dim >= 1
+       and out.mapping_layers >= 0 and out.mbstd_group_size >= 1,
+       "channel_base, channel_max and lazy_g_every must be >= 0, w_dim and mbstd_group_size "
+       ">= 1, mapping_layers >= 0"),
+      (out.model == "stylegan2" or not (out.style_mixing or out.pl_weight),
+       "style_mixing and pl_weight need model=stylegan2"),
+      (out.ada_kimg > 0 and 0 < out.ada_target < 1, f"ada_kimg must be > 0 and ada_target in "
+       f"(0, 1), got {out.ada_kimg}, {out.ada_target}"),
   ]
   for every in ("log_every", "checkpoint_every", "sample_every", "keep_checkpoints"):
     checks.append((out[every] >= 1, f"{every} must be >= 1, got {out[every]}"))
@@ -193,7 +228,29 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
   if bad:
     raise ConfigError("Invalid config: " + "; ".join(bad) + ".")
   losses_lib.get(out.loss)  # raises on an unknown loss, listing the known ones
+  make_augment(out)  # raises on an unknown augmentation
+  step_lib._check_options(out.n_critic, out.gp_weight, out.r1_weight, out.clip or None,
+                          out.ema_decay or None, out.r1_every)
   return out
+
+
+def make_augment(config):
+  """The step's augmentation (``config.augment``); adaptive ADA takes ``ada_target`` and
+  ``ada_kimg`` from the config."""
+  aug = augment_lib.parse(config.augment)
+  if isinstance(aug, augment_lib.ADA) and aug.target is not None:
+    aug = dataclasses.replace(aug, target=float(config.ada_target), kimg=float(config.ada_kimg))
+  return aug
+
+
+def make_step(config, G, D, axis_name: str | None = parallel.AXIS):
+  """The train step the config describes (its ``prepare_states`` adds the state it keeps)."""
+  return make_train_step(
+      G, D, config.loss, n_critic=config.n_critic, gp_weight=config.gp_weight,
+      r1_weight=config.r1_weight, clip=config.clip or None, ema_decay=config.ema_decay or None,
+      axis_name=axis_name, fake_labels=config.fake_labels, ac_weight=config.ac_weight,
+      augment=make_augment(config), r1_every=config.r1_every,
+      style_mixing=config.style_mixing, pl_weight=config.pl_weight, pl_every=config.pl_every)
 
 
 def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int],
@@ -202,6 +259,17 @@ def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int],
   ``num_classes`` classes when it is not 0)."""
   image_shape = tuple(image_shape)
   dtype = jnp.dtype(config.compute_dtype)
+  if config.model == "stylegan2":
+    base = config.channel_base or max(4, round(1024 * config.width))
+    cmax = config.channel_max or max(1, round(128 * config.width))
+    return (models.StyleGAN2Generator(image_shape, w_dim=config.w_dim,
+                                      mapping_layers=config.mapping_layers, channel_base=base,
+                                      channel_max=cmax, num_classes=num_classes),
+            models.StyleGAN2Discriminator(channel_base=base, channel_max=cmax,
+                                          architecture=config.d_architecture,
+                                          mbstd_group_size=config.mbstd_group_size,
+                                          num_classes=num_classes,
+                                          mapping_layers=config.mapping_layers))
   if config.model == "resnet":
     attention = (config.attention,) if config.attention else ()
     common = {"num_classes": num_classes, "attention": attention,
@@ -226,15 +294,19 @@ def make_optimizers(config: ml_collections.ConfigDict):
 
   ``lr_schedule="linear"`` decays each rate linearly to 0 over the run (SNGAN, cGAN-PD,
   Mimicry): G over ``steps`` updates, D over ``steps * n_critic``. The schedule's position
-  is the optimizer's own count, so a resumed run continues it exactly.
+  is the optimizer's own count, so a resumed run continues it exactly. A network
+  regularised lazily (``r1_every``, ``pl_weight`` with ``pl_every``) gets StyleGAN2's
+  correction (``jaxgan.lazy_adam``).
   """
   lr_g, lr_d = config.lr_g, config.lr_d
   if config.lr_schedule == "linear":
     steps = max(1, config.steps)
     lr_g = optax.linear_schedule(config.lr_g, 0.0, steps)
     lr_d = optax.linear_schedule(config.lr_d, 0.0, steps * config.n_critic)
-  return (optax.adam(lr_g, b1=config.b1, b2=config.b2),
-          optax.adam(lr_d, b1=config.b1, b2=config.b2))
+  every_d = config.r1_every if config.r1_weight > 0 else 1
+  every_g = config.lazy_g_every or (config.pl_every if config.pl_weight > 0 else 1)
+  return (step_lib.lazy_adam(lr_g, config.b1, config.b2, every_g, eps=1e-8),
+          step_lib.lazy_adam(lr_d, config.b1, config.b2, every_d, eps=1e-8))
 
 
 class NonFiniteError(Error, FloatingPointError):
@@ -534,6 +606,8 @@ def _check_resumable(meta: dict, config, facts: dict, directory: str) -> None:
            **{k: meta.get(k) for k in facts}}
   if saved.get("num_classes") is None:
     saved["num_classes"] = 0
+  if saved.get("step_state") is None:  # written before the step kept state of its own
+    saved["step_state"] = {"g": [], "d": []}
   current = {**config.to_dict(), **facts}
   for field, (old, what) in STREAMS.items():
     saved[field] = saved.get(field) or old
@@ -599,8 +673,10 @@ def _mean_metrics(pending: list[tuple[int, dict]], last_good: Callable[[], str])
 def _checkpoint_target(config, G, D, tx_g, tx_d, image_shape, mesh, num_classes=0):
   """The checkpoint's tree as shapes, replicated over ``mesh``: what restores read into."""
   replicated = NamedSharding(mesh, P())
-  abstract_g, abstract_d = abstract_states(G, D, tx_g, tx_d, latent_dim=config.latent_dim,
-                                           image_shape=image_shape, num_classes=num_classes)
+  abstract_g, abstract_d = jax.eval_shape(
+      make_step(config, G, D).prepare_states,
+      *abstract_states(G, D, tx_g, tx_d, latent_dim=config.latent_dim,
+                       image_shape=image_shape, num_classes=num_classes))
   key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                       {"g": abstract_g, "d": abstract_d, "rng": key_shape})
@@ -617,6 +693,7 @@ def _restore_or_init(config, checkpoints, G, D, tx_g, tx_d, facts, mesh):
     state_g, state_d = create_states(jax.random.fold_in(root_key, 0), G, D, tx_g, tx_d,
                                      latent_dim=config.latent_dim, image_shape=image_shape,
                                      num_classes=facts["num_classes"])
+    state_g, state_d = make_step(config, G, D).prepare_states(state_g, state_d)
     return 0, *parallel.replicate((state_g, state_d), mesh), root_key, {}
   step, arrays, meta = restored
   _notice(f"jaxgan: resumed from step {step} in {checkpoints.directory}.")
@@ -671,8 +748,12 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
     raise ConfigError(f"batch_size={config.batch_size} does not divide over {len(devices)} "
                       "devices; make it a multiple of the device count.")
 
-  _, source = load_train_data(config)
+  _, full_source = load_train_data(config)
   stop.check()
+  source = full_source.fraction(config.data_fraction)
+  if config.data_fraction < 1:
+    _notice(f"jaxgan: data_fraction={config.data_fraction:g}: training on "
+            f"{source.description}; evaluated against the whole split's statistics.")
   image_shape = source.image_shape
   if config.conditional and source.labels is None:
     raise ConfigError(f"conditional=True trains on the dataset's labels, but "
@@ -682,11 +763,15 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   facts = {"image_shape": list(image_shape), "data": source.description,
            "data_order": data_lib.ORDER, "noise": rng.SCHEME, "num_classes": num_classes}
   G, D = make_models(config, image_shape, num_classes)
+  # What the step keeps in the states (ADA's p, lazy R1, the path-length mean): a run
+  # resumes only into states of the same shape.
+  keeps = make_step(config, G, D).config.step_state_init()
+  facts["step_state"] = {"g": sorted(keeps[0]), "d": sorted(keeps[1])}
   tx_g, tx_d = make_optimizers(config)
   pmap_devices = devices if config.num_devices else None  # None: pmap's own choice, all
   mesh = (parallel.pmap_mesh(pmap_devices) if config.parallel == "pmap"
           else parallel.data_mesh(devices))
-  evaluator = _make_evaluator(config, source, stop.check) if config.eval_every else None
+  evaluator = _make_evaluator(config, full_source, stop.check) if config.eval_every else None
   checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
                                      keep=config.keep_checkpoints, log=_notice)
 
@@ -709,10 +794,7 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
     return (f"The newest checkpoint, step {last_saved[0]} in {checkpoints.directory}, was "
             "saved before it and is finite.")
 
-  train_step = make_train_step(
-      G, D, config.loss, n_critic=config.n_critic, gp_weight=config.gp_weight,
-      r1_weight=config.r1_weight, clip=config.clip or None, ema_decay=config.ema_decay or None,
-      axis_name=parallel.AXIS, fake_labels=config.fake_labels, ac_weight=config.ac_weight)
+  train_step = make_step(config, G, D)
   options = cpu.compiler_options(config.cpu_conv_kernels)
   if config.parallel == "pmap":
     step_fn = parallel.pmap_step(train_step, devices=pmap_devices, compiler_options=options)
@@ -792,8 +874,9 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
         interval_start, interval_step, pending = now, step, []
         logs.metrics(step, {**metrics, "steps_per_sec": rate, "time": time.time()})
         if bar is not None:
+          extra = {"p": f"{metrics['ada_p']:.3f}"} if "ada_p" in metrics else {}
           bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}",
-                          refresh=False)
+                          **extra, refresh=False)
       if step % config.sample_every == 0 or final or stopping:
         # A conditional run's grid: one class per row, grid_size images of each.
         rows = num_classes or config.grid_size

@@ -138,13 +138,13 @@ def test_generator_and_discriminator_shapes_crop_and_pad():
     G, D = _small(shape)
     z = jnp.ones((4, 8))
     # Abstract evaluation: the shapes, without running the networks op by op.
-    img = jax.eval_shape(lambda z: G.apply(G.init(jax.random.key(0), z, train=False), z,
-                                           train=False), z)
+    img = jax.eval_shape(lambda z, G=G: G.apply(G.init(jax.random.key(0), z, train=False), z,
+                                                train=False), z)
     assert img.shape == (4, *shape)
     assert G.num_ws == 2 * int(np.log2(sg2.resolution_of(shape))) - 2
     x = jnp.zeros(img.shape)
-    logits = jax.eval_shape(lambda x: D.apply(D.init(jax.random.key(1), x, train=False), x,
-                                              train=False), x)
+    logits = jax.eval_shape(lambda x, D=D: D.apply(D.init(jax.random.key(1), x, train=False),
+                                                   x, train=False), x)
     assert logits.shape == (4,)
   with pytest.raises(ConfigError, match="square"):
     sg2.resolution_of((16, 8, 1))

@@ -1,0 +1,99 @@
+"""StyleGAN2 and augmentation in the training loop: exact resume with ADA's p, the
+path-length mean and w_avg; data_fraction; what a resume refuses."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from idx_files import blobs_idx_dir
+from test_train import assert_bitwise_equal, jsonl, leaves, tiny
+
+from jaxgan import data, train
+from jaxgan.checkpoint import CheckpointMismatchError
+from jaxgan.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+  return str(blobs_idx_dir(tmp_path_factory.mktemp("blobs")))
+
+
+def stylegan2(blobs, **overrides):
+  # Channels {4: 8, 8: 8, 16: 8, 32: 4} at 28x28 (synthesised at 32), w 8, with the whole
+  # recipe on: ADA (p moves by 32 * 4 / 1000 per adjustment), lazy R1, path length, mixing.
+  config = dict(model="stylegan2", channel_base=128, channel_max=8, w_dim=8, latent_dim=8,
+                augment="ada", ada_kimg=1.0, r1_weight=0.1, r1_every=4, pl_weight=1.0,
+                pl_every=2, style_mixing=0.5, b1=0.0, b2=0.99, steps=8, checkpoint_every=4,
+                log_every=2, sample_every=4)
+  config.update(overrides)
+  return tiny(blobs, **config)
+
+
+def test_a_stylegan2_ada_run_resumes_bit_exactly_with_p_pl_mean_and_w_avg(blobs, tmp_path):
+  straight = train.train_and_evaluate(stylegan2(blobs), str(tmp_path / "a"))
+  sd, sg = straight.state_d, straight.state_g
+  assert float(np.asarray(sd.step_state["ada_p"]).ravel()[0]) > 0
+  assert float(np.asarray(sg.step_state["pl_mean"]).ravel()[0]) > 0
+  w_avg = np.asarray(sg.model_state["moving_stats"]["mapping_net"]["w_avg"])
+  assert np.abs(w_avg).max() > 0
+  shutil.copytree(tmp_path / "a", tmp_path / "b")
+  shutil.rmtree(tmp_path / "b" / "checkpoints" / "8")
+  resumed = train.train_and_evaluate(stylegan2(blobs), str(tmp_path / "b"))
+  assert_bitwise_equal(leaves(straight), leaves(resumed))
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "steps_per_sec")}  # noqa
+                      for r in rs]
+  a, b = strip(jsonl(tmp_path / "a")), strip(jsonl(tmp_path / "b"))
+  assert a == b and "ada_p" in a[-1] and "pl_mean" in a[-1] and "r1" in a[-1]
+  meta = json.loads((tmp_path / "b" / "checkpoints" / "8" / "meta" / "metadata").read_text())
+  assert meta["step_state"] == {"g": ["pl_mean", "pl_penalty"],
+                                "d": ["ada_count", "ada_p", "ada_signs", "r1"]}
+  # A run that would keep other state cannot continue this one, and says why.
+  with pytest.raises(CheckpointMismatchError, match="step_state"):
+    train.train_and_evaluate(stylegan2(blobs, augment="diffaugment", steps=12),
+                             str(tmp_path / "b"))
+  # Changing the policy of the same kind of state is allowed (a notice lists it).
+  more = train.train_and_evaluate(stylegan2(blobs, ada_target=0.5, steps=10),
+                                  str(tmp_path / "b"))
+  assert more.step == 10
+
+
+def test_data_fraction_trains_on_the_first_part_of_the_split(blobs, tmp_path):
+  source = data.load_idx(blobs, "train")
+  part = source.fraction(0.1)
+  n = int(np.ceil(0.1 * len(source)))
+  assert len(part) == n and "first" in part.description
+  np.testing.assert_array_equal(part.images, source.images[:n])
+  np.testing.assert_array_equal(part.labels, source.labels[:n])
+  assert source.fraction(1.0) is source
+  with pytest.raises(ConfigError, match=r"data_fraction must be in \(0, 1\]"):
+    source.fraction(0.0)
+  run = train.train_and_evaluate(tiny(blobs, data_fraction=0.1, steps=2, checkpoint_every=2,
+                                      batch_size=16), str(tmp_path))
+  assert run.step == 2
+  meta = json.loads((tmp_path / "checkpoints" / "2" / "meta" / "metadata").read_text())
+  assert f"first {n:,} examples" in meta["data"]
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"augment": "mixup"}, "Unknown augment 'mixup'"),
+    ({"augment": "diffaugment:zoom"}, "Unknown DiffAugment op"),
+    ({"augment": "ada:2"}, r"p must be a probability in \[0, 1\]"),
+    ({"r1_every": 0}, "r1_every must be an int >= 1"),
+    ({"data_fraction": 1.5}, r"data_fraction must be in \(0, 1\]"),
+    ({"style_mixing": 0.9}, "style_mixing and pl_weight need model=stylegan2"),
+    ({"model": "stylegan2", "d_architecture": "skip"}, "d_architecture must be one of"),
+])
+def test_bad_options_are_clear_errors(overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    train.complete_config(overrides)
+
+
+def test_lazy_regularisation_corrects_adam_as_the_reference():
+  config = train.complete_config({"r1_weight": 0.01, "r1_every": 16, "lazy_g_every": 4,
+                                  "lr_g": 0.0025, "lr_d": 0.0025, "b1": 0.0, "b2": 0.99})
+  tx_g, tx_d = train.make_optimizers(config)
+  for tx, lr in ((tx_g, 0.0025 * 4 / 5), (tx_d, 0.0025 * 16 / 17)):
+    params = {"w": np.float32(0.0)}
+    update, _ = tx.update({"w": np.float32(1.0)}, tx.init(params), params)
+    np.testing.assert_allclose(-float(update["w"]), lr, rtol=1e-5)
