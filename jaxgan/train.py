@@ -168,8 +168,9 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
     out.update(given)
   checks = [
       (out.model in MODELS, f"model must be one of {MODELS}, got {out.model!r}"),
-      (not out.conditional or out.model in ("resnet", "dcgan"), "conditional=True needs "
-       "model=resnet or dcgan (conditional BatchNorm in G, a projection D)"),
+      (not out.conditional or out.model in ("resnet", "dcgan", "stylegan2"),
+       "conditional=True needs model=resnet, dcgan or stylegan2 (a conditional G, a "
+       "projection D)"),
       (not out.conditional or out.model == "resnet" or out.conditioning == "projection",
        "conditioning=ac needs model=resnet"),
       (out.conditioning in models.resnet.CONDITIONINGS, f"conditioning must be one of "

@@ -45,20 +45,17 @@ def train(step, sg, sd, bs, key=None):
   return sg, sd, history
 
 
-def test_mixing_probability_zero_equals_no_mixing_and_one_differs():
+def test_mixing_probability_zero_equals_no_mixing():
   G, D = pair()
   runs = {}
-  for prob in (0.0, 1e-30, 1.0):
+  for prob in (0.0, 1e-30):
     step = jaxgan.make_train_step(G, D, style_mixing=prob)
     runs[prob] = train(step, *fresh(G, D, step), batches(2))[:2]
   # 1e-30 draws cutoffs but never mixes (a uniform float32 is never below it): the mixing
-  # machinery with the cutoff at num_ws is exactly no mixing.
+  # machinery with the cutoff at num_ws is exactly no mixing. (That a cutoff below num_ws
+  # mixes is test_stylegan2.py's; that the step mixes, the 8-device test's history.)
   for a, b in zip(jax.tree.leaves(runs[0.0]), jax.tree.leaves(runs[1e-30]), strict=True):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  diff = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
-             for a, b in zip(jax.tree.leaves(runs[0.0][0].params),
-                             jax.tree.leaves(runs[1.0][0].params), strict=True))
-  assert diff > 0
 
 
 def test_path_length_fires_every_pl_every_steps_and_keeps_the_step_counter():
@@ -155,12 +152,11 @@ def test_8_devices_equal_one_device_with_the_whole_stylegan2_recipe():
   sg, sd, hist = train(one, *fresh(G, D, one, tx, 3), bs, jax.random.key(4))
   reference = (sg, sd, hist[-1])
   assert float(hist[-1]["pl_mean"]) > 0 and float(sd.step_state["ada_p"]) != 0.2
+  # shard_map with its varying-axes checks (pmap runs the same step code; both mappings
+  # are compared for every other family in test_parallel.py).
   step = jaxgan.make_train_step(G, D, axis_name=parallel.AXIS, **kw)
-  runs = {"pmap": (parallel.pmap_step(step), parallel.split_batch),
-          "shard_map": (parallel.shard_map_step(step, parallel.data_mesh()), lambda b: b)}
-  for name, (fn, place) in runs.items():
-    sg, sd = fresh(G, D, step, tx, 3)
-    for b in bs:
-      sg, sd, m = fn(sg, sd, place({k: np.asarray(v) for k, v in b.items()}),
-                     jax.random.key(4))
-    assert_close((sg, sd, m), reference, name=name)
+  fn = parallel.shard_map_step(step, parallel.data_mesh())
+  sg, sd = fresh(G, D, step, tx, 3)
+  for b in bs:
+    sg, sd, m = fn(sg, sd, {k: np.asarray(v) for k, v in b.items()}, jax.random.key(4))
+  assert_close((sg, sd, m), reference, name="shard_map")
