@@ -9,7 +9,7 @@ The public API::
     state_g, state_d, metrics = jax.jit(train_step)(state_g, state_d, batch, key)
 """
 
-__version__ = "0.4.0"  # before the imports: modules of the package read it
+__version__ = "0.5.0"  # before the imports: modules of the package read it
 
 from jaxgan import augment, cli, cpu, errors, losses, models, rng, sweep
 from jaxgan.state import NetState, abstract_states, create_states

@@ -345,9 +345,21 @@ class TrainStep:
 
   # -- the step -----------------------------------------------------------------------
 
+  def lazy_at(self, step: int) -> tuple[bool, bool]:
+    """``(R1 update, path-length update)`` at generator step ``step`` (a Python int): the
+    static ``lazy`` argument that makes the step skip ``lax.cond``."""
+    step = int(step)
+    return (self.lazy_r1 and step % self.r1_every == 0,
+            self.pl_weight > 0 and step % self.pl_every == 0)
+
   def __call__(self, state_g: NetState, state_d: NetState, batch: Mapping[str, jax.Array],
-               key: jax.Array) -> tuple[NetState, NetState, Metrics]:
+               key: jax.Array, lazy: tuple[bool, bool] | None = None
+               ) -> tuple[NetState, NetState, Metrics]:
     real, real_labels = self._check_inputs(state_g, state_d, batch)
+    if lazy is not None and not (isinstance(lazy, tuple) and len(lazy) == 2
+                                 and all(isinstance(b, bool) for b in lazy)):
+      raise ConfigError(f"lazy must be None or a pair of Python bools (train_step.lazy_at("
+                        f"step)), got {lazy!r}.")
     self._check_step_state(state_g, state_d)
     batch_size = real.shape[0]
     latent_dim = state_g.input_shape[0]
@@ -432,10 +444,11 @@ class TrainStep:
       d_metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), d_metrics)
 
     if self.lazy_r1:
-      state_d = jax.lax.cond(state_g.step % self.r1_every == 0,
-                             functools.partial(self._lazy_r1, real, real_labels, k_critic, aug,
-                                               p, num_classes),
-                             lambda s: s, state_d)
+      r1 = functools.partial(self._lazy_r1, real, real_labels, k_critic, aug, p, num_classes)
+      if lazy is None:
+        state_d = jax.lax.cond(state_g.step % self.r1_every == 0, r1, lambda s: s, state_d)
+      elif lazy[0]:
+        state_d = r1(state_d)
       d_metrics["r1"] = state_d.step_state["r1"]
 
     k_z, k_drop, k_drop_g, k_aug = jax.random.split(k_gen, 4)
@@ -461,10 +474,10 @@ class TrainStep:
     if self.pl_weight > 0:
       pl = functools.partial(self._path_length, offset, batch_size,
                              jax.random.fold_in(k_gen, 1))
-      if self.pl_every > 1:
-        state_g = jax.lax.cond(old_step % self.pl_every == 0, pl, lambda s: s, state_g)
-      else:
+      if self.pl_every == 1 or (lazy is not None and lazy[1]):
         state_g = pl(state_g)
+      elif lazy is None:
+        state_g = jax.lax.cond(old_step % self.pl_every == 0, pl, lambda s: s, state_g)
       g_metrics["pl_penalty"] = state_g.step_state["pl_penalty"]
       g_metrics["pl_mean"] = state_g.step_state["pl_mean"]
     state_g = state_g.replace(ema_params=self._ema(state_g.ema_params, state_g.params, old_step))
@@ -662,6 +675,13 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
     and ``g_ac_loss``; ADA adds ``ada_p`` (the probability this step used); lazy R1
     reports the last computed ``r1``. D metrics are averaged over the ``n_critic`` updates.
     ``train_step.prepare_states`` adds the step's own state (see above).
+
+    Lazy regularisation decides inside the step (``lax.cond`` on ``state_g.step``): one
+    pure function for ``jit``, ``scan``, ``pmap``. On a CPU, XLA runs R1's second
+    derivatives inside a conditional ~20x slower than outside one (BUILD_NOTES.md), so a
+    loop that knows its step in Python may pass the static ``lazy=train_step.lazy_at(step)``
+    (a pair of bools) and compile the two variants: the same result without the
+    conditional (the experiment's loop does).
   """
   _check_options(n_critic, gp_weight, r1_weight, clip, ema_decay, r1_every)
   if fake_labels not in FAKE_LABELS:
@@ -680,12 +700,14 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
                      pl_batch_shrink=pl_batch_shrink)
 
   def train_step(state_g: NetState, state_d: NetState, batch: Mapping[str, jax.Array],
-                 key: jax.Array) -> tuple[NetState, NetState, Metrics]:
+                 key: jax.Array, lazy: tuple[bool, bool] | None = None
+                 ) -> tuple[NetState, NetState, Metrics]:
     """One GAN update; see ``jaxgan.make_train_step`` and ``train_step.config``."""
-    return config(state_g, state_d, batch, key)
+    return config(state_g, state_d, batch, key, lazy)
 
   train_step.config = config
   train_step.prepare_states = config.prepare_states
+  train_step.lazy_at = config.lazy_at
   return train_step
 
 

@@ -797,11 +797,27 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
 
   train_step = make_step(config, G, D)
   options = cpu.compiler_options(config.cpu_conv_kernels)
+  # Lazy regularisation on a CPU: one compiled step per (R1, path length) pattern, chosen
+  # from the step number here, instead of lax.cond inside the step: XLA:CPU runs R1's
+  # second derivatives ~20x slower inside a conditional (BUILD_NOTES.md, issue 17).
+  static_lazy = jax.default_backend() == "cpu" and (
+      train_step.config.lazy_r1 or (config.pl_weight > 0 and config.pl_every > 1))
+  step_fns: dict = {}
+
+  def step_fn_at(step: int):
+    lazy = train_step.lazy_at(step) if static_lazy else None
+    if lazy not in step_fns:
+      fn = functools.partial(train_step, lazy=lazy)
+      fn.config = train_step.config
+      if config.parallel == "pmap":
+        step_fns[lazy] = parallel.pmap_step(fn, devices=pmap_devices, compiler_options=options)
+      else:
+        step_fns[lazy] = parallel.shard_map_step(fn, mesh, compiler_options=options)
+    return step_fns[lazy]
+
   if config.parallel == "pmap":
-    step_fn = parallel.pmap_step(train_step, devices=pmap_devices, compiler_options=options)
     place = functools.partial(parallel.split_batch, devices=pmap_devices)
   else:
-    step_fn = parallel.shard_map_step(train_step, mesh, compiler_options=options)
     place = functools.partial(parallel.shard_batch, mesh=mesh)
 
   logs = _Logs(workdir, start_step)
@@ -860,7 +876,7 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
       raise Stopped(stop.signal)
     while step < config.steps:
       _, batch = next(batches)
-      state_g, state_d, step_metrics = step_fn(state_g, state_d, batch, step_key)
+      state_g, state_d, step_metrics = step_fn_at(step)(state_g, state_d, batch, step_key)
       step += 1
       pending.append((step, step_metrics))
       if bar is not None:

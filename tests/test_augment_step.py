@@ -201,3 +201,20 @@ def test_8_devices_equal_one_device_with_augmentation():
                      jax.random.key(4))
     assert_close((sg, sd, m), reference, name=name)
   assert float(reference[1].step_state["ada_p"]) != 0.2  # p moved, the same on 8 devices
+
+
+def test_static_lazy_pattern_equals_the_conditional():
+  # The loop's CPU path (lazy=train_step.lazy_at(step), one compiled step per pattern)
+  # computes what lax.cond inside the one step does.
+  step, sg, sd = make(D=LinearD(), r1_weight=0.5, r1_every=3, augment="diffaugment")
+  cond = jax.jit(step)
+  static = jax.jit(step, static_argnames="lazy")
+  a, b = (sg, sd), (sg, sd)
+  for i, batch in enumerate(batches(4)):
+    assert step.lazy_at(i) == (i % 3 == 0, False)
+    *a, ma = cond(*a, batch, jax.random.key(3))
+    *b, mb = static(*b, batch, jax.random.key(3), lazy=step.lazy_at(i))
+    assert_close((a, ma), (b, mb), tol=1e-6, name=f"step {i}")
+  assert int(a[1].step) == int(b[1].step) == 4 + 2
+  with pytest.raises(ConfigError, match="lazy must be None or a pair of Python bools"):
+    step(sg, sd, batches(1)[0], jax.random.key(0), lazy=True)

@@ -144,3 +144,14 @@ def test_resnet_step_benchmark_runs():
   assert header["batch"] == 2
   assert [(r[0], r[1]) for r in rows] == [("sngan32", "1")]
   assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+
+
+def test_stylegan2_step_benchmark_runs():
+  # The conditional's two rows: one compilation (each static pattern would be another
+  # half-minute one; test_augment_step.py checks that path against this one).
+  header, rows = run_table_benchmark("stylegan2_step.py", "--batch=4", "--presets=small",
+                                     "--repeats=1", "--width=0.125", "--only=cond")
+  assert header["batch"] == 4
+  assert [r[1] for r in rows] == ["cond,_plain_step", "cond,_R1_step"]
+  assert all(r[0] == "small" and float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
+  assert float(rows[0][4]) > 0 and float(rows[1][4]) == 0  # one compilation serves both

@@ -64,8 +64,15 @@ def test_path_length_fires_every_pl_every_steps_and_keeps_the_step_counter():
   plain = jaxgan.make_train_step(G, D)
   sg, sd = fresh(G, D, step)
   sg0, sd0 = fresh(G, D, plain)
+  start = (sg, sd)
   sg, sd, hist = train(step, sg, sd, batches(6))
   sg0, _, _ = train(plain, sg0, sd0, batches(6))
+  # The loop's CPU path: a static (R1, PL) pattern per step instead of lax.cond.
+  static = jax.jit(step, static_argnames="lazy")
+  s = start
+  for i, b in enumerate(batches(6)):
+    *s, m = static(*s, b, jax.random.key(9), lazy=step.lazy_at(i))
+  assert_close((s, m), (sg, sd, hist[-1]), tol=1e-5, name="static lazy")
   assert int(sg.step) == 6  # the iteration counter: PL updates are not counted
   means = [float(m["pl_mean"]) for m in hist]
   # pl_mean moves on steps 0 and 4 only, by lerp(pl_mean, mean(L), 0.01) with L > 0.

@@ -279,8 +279,10 @@ def _weight_grad(x, dy, kernel_hw, pads, strides, precision):
   padding = [(lo, k - n - lo + (o - 1) * s)
              for n, (lo, _), k, o, s in zip(x.shape[1:3], pads, kernel_hw, dy.shape[1:3], strides,
                                             strict=True)]
-  dw = jax.lax.conv_general_dilated(lhs, rhs, (1, 1), padding, rhs_dilation=strides,
-                                    dimension_numbers=_NHWC, precision=precision)
+  # Through the custom-VJP form again (where it applies: stride 1), so that a second
+  # derivative (R1, path length) is made of plain convolutions too.
+  dw = conv_general_dilated(lhs, rhs, (1, 1), padding, rhs_dilation=strides,
+                            dimension_numbers=_NHWC, precision=precision)
   return jnp.transpose(dw, (1, 2, 0, 3))
 
 
@@ -295,8 +297,8 @@ def _input_grad_dilated(dy, w, input_hw, pads, strides, precision):
   padding = [(k - 1 - lo, n + k - 2 - (o - 1) * s - (k - 1 - lo))
              for n, (lo, _), k, o, s in zip(input_hw, pads, w.shape[:2], dy.shape[1:3], strides,
                                             strict=True)]
-  return jax.lax.conv_general_dilated(dy, wt, (1, 1), padding, lhs_dilation=strides,
-                                      dimension_numbers=_NHWC, precision=precision)
+  return conv_general_dilated(dy, wt, (1, 1), padding, lhs_dilation=strides,
+                              dimension_numbers=_NHWC, precision=precision)
 
 
 def _input_grad(dy, w, input_hw, pads, strides, precision):
