@@ -14,7 +14,7 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 def test_readme_python_blocks_run(capsys):
   blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-  assert len(blocks) == 6, "update the checks below when the README's examples change"
+  assert len(blocks) == 7, "update the checks below when the README's examples change"
   ns: dict = {}
 
   exec(compile(blocks[0], str(README), "exec"), ns)  # noqa: S102  create, jit, one step
@@ -33,13 +33,18 @@ def test_readme_python_blocks_run(capsys):
   exec(compile(blocks[3], str(README), "exec"), ns)  # noqa: S102  a conditional SNGAN-32
   assert ns["state_g"].num_classes == 10 and ns["images"].shape == (20, 32, 32, 3)
 
-  exec(compile(blocks[4], str(README), "exec"), ns)  # noqa: S102  a sweep of 4 by vmap
+  exec(compile(blocks[4], str(README), "exec"), ns)  # noqa: S102  StyleGAN2-ADA's cifar pair
+  assert ns["images"].shape == (16, 32, 32, 3) and np.isfinite(ns["images"]).all()
+  assert float(ns["state_d"].step_state["ada_p"]) == 0.0
+  assert ns["train_step"].config.r1_every == 16
+
+  exec(compile(blocks[5], str(README), "exec"), ns)  # noqa: S102  a sweep of 4 by vmap
   assert ns["metrics"]["g_loss"].shape == (4,)
   assert int(ns["g2"].step) == 1 and ns["g2"].params["Dense_0"]["kernel"].ndim == 2
   lr = ns["state_d"].opt_state.hyperparams["learning_rate"]
   np.testing.assert_allclose(lr, [1e-4, 2e-4, 4e-4, 8e-4], rtol=1e-6)
 
-  exec(compile(blocks[5], str(README), "exec"), ns)  # noqa: S102  the CPU compiler options
+  exec(compile(blocks[6], str(README), "exec"), ns)  # noqa: S102  the CPU compiler options
   G, D = ns["G"], ns["D"]  # the sweep block's MLP pair
   tx = optax.adam(2e-4, b1=0.5)
   sg, sd = jaxgan.create_states(jax.random.key(0), G, D, tx, tx, latent_dim=100,
