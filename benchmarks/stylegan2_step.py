@@ -41,10 +41,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import median_seconds  # noqa: E402
 
 PRESETS = {
-    "cifar": dict(models=lambda width: stylegan2.stylegan2_cifar(num_classes=10),
+    "cifar": dict(models=lambda width, size=32: stylegan2.stylegan2_cifar(num_classes=10),
                   latent=stylegan2.CIFAR_LATENT_DIM, shape=(32, 32, 3), classes=10,
                   augment="ada", r1=0.01),
-    "small": dict(models=lambda width: stylegan2.stylegan2_small(width=width),
+    "small": dict(models=lambda width, size=28: stylegan2.stylegan2_small((size, size, 1),
+                                                                           width=width),
                   latent=stylegan2.SMALL_LATENT_DIM, shape=(28, 28, 1), classes=0,
                   augment="diffaugment", r1=0.01),
 }
@@ -56,9 +57,11 @@ def _caller(fn, sg, sd, data, key):
 
 
 def measure(preset: str, batch: int, repeats: int, width: float = 1.0,
-            only: str | None = None) -> list[tuple[str, float, float]]:
-  spec = PRESETS[preset]
-  G, D = spec["models"](width)
+            only: str | None = None, size: int = 0) -> list[tuple[str, float, float]]:
+  spec = dict(PRESETS[preset])
+  if size and preset == "small":
+    spec["shape"] = (size, size, 1)
+  G, D = spec["models"](width, spec["shape"][0])
   tx = jaxgan.lazy_adam(0.0025, 0.0, 0.99, 16)
   state_g, state_d = jaxgan.create_states(jax.random.key(0), G, D, tx, tx,
                                           latent_dim=spec["latent"], image_shape=spec["shape"],
@@ -99,6 +102,8 @@ def main(argv=None) -> None:
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--width", type=float, default=1.0, help="small preset's width")
+  parser.add_argument("--size", type=int, default=0, help="small preset's image side "
+                      "(0: 28, Fashion-MNIST's; 8 compiles in seconds, for the smoke test)")
   parser.add_argument("--only", default=None, help="the variants starting with this (cond, "
                       "static)")
   args = parser.parse_args(argv)
@@ -109,7 +114,7 @@ def main(argv=None) -> None:
   print(f"{'preset':8s} {'variant':18s} {'s/step':>9s} {'images/s':>9s} {'compile_s':>9s}")
   for preset in args.presets.split(","):
     for name, seconds, compile_s in measure(preset, args.batch, args.repeats, args.width,
-                                            args.only):
+                                            args.only, args.size):
       print(f"{preset:8s} {name.replace(' ', '_'):18s} {seconds:9.4f} "
             f"{args.batch / seconds:9.1f} {compile_s:9.1f}", flush=True)
 

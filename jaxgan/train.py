@@ -131,7 +131,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.steps = -1  # generator updates in all (resuming continues up to this); -1: auto, below
   c.full_steps = 20_000  # auto on an accelerator: the full-length run
   c.cpu_steps = CPU_STEPS  # auto on a CPU-only machine: a run of minutes ...
-  c.cpu_width = 0.5  # ... with a DCGAN of half the channels (4x fewer FLOPs)
+  c.cpu_width = 0.5  # ... with a DCGAN (or StyleGAN2) of half the channels (4x fewer FLOPs)
   c.cpu_resnet_width = 0.125  # ... or a ResNet of G 32, D 16 channels
   c.seed = 0
   c.parallel = "pmap"  # pmap | shard_map
@@ -504,8 +504,8 @@ def resolve_auto(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   if config.steps == -1:
     config.steps = config.cpu_steps if on_cpu else config.full_steps
     if on_cpu:
-      config.width = {"dcgan": config.cpu_width, "resnet": config.cpu_resnet_width}.get(
-          config.model, config.width)
+      config.width = {"dcgan": config.cpu_width, "stylegan2": config.cpu_width,
+                      "resnet": config.cpu_resnet_width}.get(config.model, config.width)
       _notice(f"jaxgan: no accelerator found, so this is the short CPU run: {config.steps:,} "
               f"steps, width {config.width} (on a GPU or TPU the default is the full run, "
               f"{config.full_steps:,} steps). Set --config.steps to choose.")
