@@ -5,6 +5,7 @@ import json
 import os
 import runpy
 import shutil
+from unittest import mock
 
 import jax
 import numpy as np
@@ -15,6 +16,7 @@ from test_train import ROOT, assert_bitwise_equal, jsonl, leaves, tiny
 from jaxgan import data, train
 from jaxgan.checkpoint import CheckpointMismatchError
 from jaxgan.errors import ConfigError
+from jaxgan.models import stylegan2_small as jaxgan_small
 
 
 @pytest.fixture(scope="module")
@@ -139,3 +141,24 @@ def test_the_stylegan2_cifar10_config_is_the_references_cifar_config():
     # The counts of stylegan2-ada-pytorch's networks.py for this config, summed by hand
     # layer by layer (BUILD_NOTES.md, issue 17).
     assert (count(vg["params"]), count(vd["params"])) == expected
+
+
+def test_the_stylegan2_mnist_config_is_a_short_cpu_run_of_the_half_width_small_pair():
+  config = runpy.run_path(os.path.join(ROOT, "experiments", "configs",
+                                       "stylegan2_mnist.py"))["get_config"]()
+  assert jax.default_backend() == "cpu"
+  auto = train.resolve_auto(train.complete_config(config))
+  assert (auto.model, auto.steps, auto.width, auto.augment) == ("stylegan2", 1300, 0.5, "none")
+  np.testing.assert_allclose(auto.r1_weight, 0.0002 * 32 ** 2 / 64)  # the reference's auto
+  G, D = train.make_models(auto, (28, 28, 1))
+  # Channels min(base / res, max) with base 1024 * 0.5 and max 128 * 0.5: {4: 64, 8: 64,
+  # 16: 32, 32: 16}; the same pair as models.stylegan2_small(width=0.5).
+  small_g, small_d = jaxgan_small(width=0.5)
+  assert (G.channel_base, G.channel_max) == (small_g.channel_base, small_g.channel_max) == (
+      512, 64)
+  assert (D.channel_base, D.channel_max, D.mbstd_group_size) == (
+      small_d.channel_base, small_d.channel_max, small_d.mbstd_group_size)
+  # On an accelerator the config's own width (1.0) and the full run.
+  with mock.patch.object(jax, "default_backend", lambda: "gpu"):
+    full = train.resolve_auto(train.complete_config(config))
+  assert (full.steps, full.width) == (50_000, 1.0)

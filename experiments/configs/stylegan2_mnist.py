@@ -37,7 +37,7 @@ def get_config():
   config.batch_size = 64
   config.augment = "none"
   config.steps = -1
-  config.cpu_steps = 1500
+  config.cpu_steps = 1300
   config.cpu_width = 0.5  # channels {4: 64, 8: 64, 16: 32, 32: 16}
   config.full_steps = 50_000
   config.sample_every = 500
