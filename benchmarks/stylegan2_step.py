@@ -41,11 +41,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import median_seconds  # noqa: E402
 
 PRESETS = {
-    "cifar": dict(models=lambda width, size=32: stylegan2.stylegan2_cifar(num_classes=10),
+    "cifar": dict(models=lambda width, shape: stylegan2.stylegan2_cifar(num_classes=10),
                   latent=stylegan2.CIFAR_LATENT_DIM, shape=(32, 32, 3), classes=10,
                   augment="ada", r1=0.01),
-    "small": dict(models=lambda width, size=28: stylegan2.stylegan2_small((size, size, 1),
-                                                                           width=width),
+    "small": dict(models=lambda width, shape: stylegan2.stylegan2_small(shape, width=width),
                   latent=stylegan2.SMALL_LATENT_DIM, shape=(28, 28, 1), classes=0,
                   augment="diffaugment", r1=0.01),
 }
@@ -61,7 +60,7 @@ def measure(preset: str, batch: int, repeats: int, width: float = 1.0,
   spec = dict(PRESETS[preset])
   if size and preset == "small":
     spec["shape"] = (size, size, 1)
-  G, D = spec["models"](width, spec["shape"][0])
+  G, D = spec["models"](width, spec["shape"])
   tx = jaxgan.lazy_adam(0.0025, 0.0, 0.99, 16)
   state_g, state_d = jaxgan.create_states(jax.random.key(0), G, D, tx, tx,
                                           latent_dim=spec["latent"], image_shape=spec["shape"],

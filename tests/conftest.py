@@ -21,4 +21,3 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 os.environ.setdefault("JAXGAN_CACHE_DIR",
                       os.path.join(os.path.dirname(os.path.dirname(__file__)), ".pytest_cache",
                                    "jaxgan"))
-
