@@ -15,10 +15,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
 import os
+import time
 
 import flax.linen as nn
 import jax
@@ -198,21 +200,70 @@ def load_classifier(source, cache_dir: str | None = None, log=print, steps: int 
   model = Classifier(num_classes=max(num_classes, 1))
   target = jax.device_get(model.init(jax.random.key(0), jnp.zeros((1, *source.image_shape)))[
       "params"])
-  if os.path.exists(path):
-    try:
-      with open(path, "rb") as f:
-        return model, serialization.from_bytes(target, f.read())
-    except Exception as e:  # noqa: BLE001 - a damaged cache file is rebuilt
+  cached = _read_cached(path, target, log)
+  if cached is not None:
+    return model, cached
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  # One process trains, the others wait for its file: runs started together (a sweep of
+  # experiments, the test workers) do not each train the same classifier.
+  with _file_lock(path + ".lock", log, check):
+    cached = _read_cached(path, target, log, quiet=True)
+    if cached is not None:
+      return model, cached
+    log(f"jaxgan: training the evaluation classifier on {source.description} (once; cached "
+        f"in {path}).")
+    params = train_classifier(source, steps=steps, check=check)
+    with open(path + ".tmp", "wb") as f:
+      f.write(serialization.to_bytes(params))
+    os.replace(path + ".tmp", path)
+  return model, params
+
+
+def _read_cached(path: str, target, log, quiet: bool = False):
+  """The params in ``path``, or None when it is missing or unreadable (said, unless
+  ``quiet``)."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path, "rb") as f:
+      return serialization.from_bytes(target, f.read())
+  except Exception as e:  # noqa: BLE001 - a damaged cache file is rebuilt
+    if not quiet:
       log(f"jaxgan: the cached classifier {path} cannot be read ({type(e).__name__}); "
           "training it again.")
-  log(f"jaxgan: training the evaluation classifier on {source.description} (once; cached in "
-      f"{path}).")
-  params = train_classifier(source, steps=steps, check=check)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + ".tmp", "wb") as f:
-    f.write(serialization.to_bytes(params))
-  os.replace(path + ".tmp", path)
-  return model, params
+    return None
+
+
+@contextlib.contextmanager
+def _file_lock(path: str, log=print, check=None):
+  """An exclusive advisory lock on ``path`` for the block (released if the process dies).
+
+  While another process holds it, says so once and waits, calling ``check`` (which raises
+  to stop: a signal) every 0.2 s. No lock where ``fcntl`` is missing (Windows).
+  """
+  try:
+    import fcntl
+  except ImportError:
+    yield
+    return
+  with open(path, "a") as f:
+    waiting = False
+    while True:
+      try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+      except BlockingIOError:
+        if not waiting:
+          log("jaxgan: another process is training the evaluation classifier; waiting for "
+              "its cache file.")
+          waiting = True
+        if check is not None:
+          check()
+        time.sleep(0.2)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @functools.cache

@@ -135,23 +135,39 @@ def train_ring(config, progress: bool = False, log=None):
       G, D, config.loss, n_critic=config.n_critic, gp_weight=config.gp_weight,
       r1_weight=config.r1_weight, clip=config.clip, ema_decay=config.ema_decay)
 
-  @functools.partial(jax.jit, donate_argnums=(0, 1))
   def step(state_g, state_d, index):
     # The batch is a pure function of (seed, step).
     batch = {"image": sample_ring(jax.random.fold_in(k_data, index), config.batch_size)}
     return train_step(state_g, state_d, batch, k_step)
 
-  bar = tqdm.trange(config.steps, disable=not progress, desc="ring", unit="step",
-                    mininterval=1.0)
-  for i in bar:
-    state_g, state_d, metrics = step(state_g, state_d, i)
-    if (i + 1) % config.log_every == 0 or i + 1 == config.steps:
+  # The steps between two logs in one compiled call (a scan: the same bits as one call per
+  # step, ~20% faster on a CPU, where the small step is mostly dispatch).
+  @functools.partial(jax.jit, donate_argnums=(0, 1), static_argnums=3)
+  def steps(state_g, state_d, start, num):
+    def body(carry, index):
+      state_g, state_d, metrics = step(*carry, index)
+      return (state_g, state_d), metrics
+
+    (state_g, state_d), metrics = jax.lax.scan(body, (state_g, state_d),
+                                               start + jnp.arange(num))
+    return state_g, state_d, jax.tree.map(lambda m: m[-1], metrics)
+
+  bar = tqdm.tqdm(total=config.steps, disable=not progress, desc="ring", unit="step",
+                  mininterval=1.0)
+  done = 0
+  while done < config.steps:
+    num = min(config.log_every - done % config.log_every, config.steps - done)
+    state_g, state_d, metrics = steps(state_g, state_d, done, num)
+    done += num
+    bar.update(num)
+    if done % config.log_every == 0 or done == config.steps:
       stats = mode_stats(jaxgan.generate(G, state_g, k_eval, config.num_samples))
       fetched = {k: float(v) for k, v in metrics.items()}
       bar.set_postfix(modes=stats.modes, hq=f"{stats.high_quality:.2f}",
                       d=f"{fetched['d_loss']:.3f}", g=f"{fetched['g_loss']:.3f}")
       if log is not None:
-        log(i + 1, {"modes": stats.modes, "high_quality": stats.high_quality, **fetched})
+        log(done, {"modes": stats.modes, "high_quality": stats.high_quality, **fetched})
+  bar.close()
   samples = jaxgan.generate(G, state_g, k_eval, config.num_samples)
   return G, state_g, samples, mode_stats(samples)
 

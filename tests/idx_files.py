@@ -23,12 +23,13 @@ def small_idx_dir(tmp_path, n=50):
   return tmp_path
 
 
-def blobs_idx_dir(path, n=256, size=28, seed=0):
-  """``n`` 28x28 images of one bright square each, at a random place: a tiny image dataset."""
+def blobs_idx_dir(path, n=256, size=28, seed=0, square=8):
+  """``n`` ``size`` x ``size`` images of one bright ``square`` x ``square`` each, at a random
+  place: a tiny image dataset."""
   rng = np.random.default_rng(seed)
   images = np.zeros((n, size, size), np.uint8)
-  for image, (r, c) in zip(images, rng.integers(0, size - 8, (n, 2)), strict=True):
-    image[r:r + 8, c:c + 8] = 255
+  for image, (r, c) in zip(images, rng.integers(0, size - square + 1, (n, 2)), strict=True):
+    image[r:r + square, c:c + square] = 255
   path.mkdir(parents=True, exist_ok=True)
   write_idx(path / "train-images-idx3-ubyte.gz", images)
   write_idx(path / "train-labels-idx1-ubyte.gz", (np.arange(n) % 10).astype(np.uint8))

@@ -1,11 +1,13 @@
 """Evaluation: Frechet distance, class coverage, KL to uniform, the cached classifier, grids."""
 
 import os
+import time
 
 import jax
 import numpy as np
 import pytest
 import scipy.linalg
+from flax import serialization
 from test_data import needs_fashion
 
 from jaxgan import data, evaluate
@@ -128,13 +130,50 @@ def test_classifier_is_cached_and_a_damaged_cache_is_rebuilt(fashion_classifier,
   small = data.ArraySource(train.images[:256], train.labels[:256], "small fashion")
   damaged = tmp_path / "cache"
   evaluate.load_classifier(small, cache_dir=str(damaged), log=lines.append, steps=5)
-  (small_path,) = [os.path.join(r, n) for r, _, ns in os.walk(damaged) for n in ns]
+  (small_path,) = [os.path.join(r, n) for r, _, ns in os.walk(damaged) for n in ns
+                   if n.endswith(".msgpack")]
   with open(small_path, "wb") as f:
     f.write(b"not msgpack")
   lines.clear()
   evaluate.load_classifier(small, cache_dir=str(damaged), log=lines.append, steps=5)
   assert "cannot be read" in lines[0] and "training it again" in lines[0]
   assert path != small_path
+
+
+def test_a_classifier_another_process_is_training_is_waited_for_not_trained_twice(tmp_path):
+  import threading
+
+  rng = np.random.default_rng(0)
+  small = data.ArraySource(rng.integers(0, 256, (128, 8, 8, 1), dtype=np.uint8),
+                           (np.arange(128) % 4).astype(np.int32), "tiny noise")
+  cache = tmp_path / "cache"
+  # The cache's path and its lock, as the trainer holds it (a second open file: to flock,
+  # another process).
+  first = []
+  evaluate.load_classifier(small, cache_dir=str(cache), log=first.append, steps=2)
+  (path,) = [os.path.join(r, n) for r, _, ns in os.walk(cache) for n in ns
+             if n.endswith(".msgpack")]
+  assert "training the evaluation classifier" in first[0]
+  os.remove(path)
+  lines, got = [], []
+  with evaluate._file_lock(path + ".lock"):
+    waiter = threading.Thread(target=lambda: got.append(evaluate.load_classifier(
+        small, cache_dir=str(cache), log=lines.append, steps=2)))
+    waiter.start()
+    deadline = time.monotonic() + 60
+    while not lines and time.monotonic() < deadline:
+      time.sleep(0.05)
+    assert lines == ["jaxgan: another process is training the evaluation classifier; "
+                     "waiting for its cache file."]
+    assert waiter.is_alive()  # it waits instead of training
+    # "The other process" finishes: its file appears before it lets go of the lock.
+    params = evaluate.train_classifier(small, steps=2, seed=1)
+    with open(path, "wb") as f:
+      f.write(serialization.to_bytes(params))
+  waiter.join(60)
+  assert len(lines) == 1  # it read the file; it did not train
+  for a, b in zip(jax.tree.leaves(got[0][1]), jax.tree.leaves(params), strict=True):
+    np.testing.assert_array_equal(a, b)
 
 
 

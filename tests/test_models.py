@@ -1,6 +1,7 @@
 """The model families: shapes, the TF tutorial's sizes, BN sync over an axis, spectral norm."""
 
 import contextlib
+import functools
 import re
 
 import flax.linen as nn
@@ -291,23 +292,27 @@ def test_conv_general_dilated_equals_lax_with_gradients(h, w, k, s, padding):
   jaxpr = str(jax.make_jaxpr(ours)(x, kernel))
   assert "custom_vjp" in jaxpr  # the rewrite ran
   assert ("optimization_barrier" in jaxpr) == ((h, w, k, s, padding) in _SWAP_PRONE)
-  np.testing.assert_allclose(ours(x, kernel), ref(x, kernel), atol=1e-4)
   cot = jax.random.normal(jax.random.key(2), ref(x, kernel).shape)
-  for got, want in zip(jax.grad(lambda *a: jnp.sum(ours(*a) * cot), argnums=(0, 1))(x, kernel),
-                       jax.grad(lambda *a: jnp.sum(ref(*a) * cot), argnums=(0, 1))(x, kernel),
-                       strict=True):
-    np.testing.assert_allclose(got, want, atol=1e-4)
 
-  # Second order, as a gradient penalty takes it: d/dkernel |d sum tanh(conv) / dx|^2.
-  def penalty_grad(conv):
-    return jax.grad(lambda kn: jnp.sum(
+  # Everything a step asks of a convolution, in one compiled program per form (eager
+  # autodiff would compile each primitive on its own, many times over).
+  @functools.partial(jax.jit, static_argnums=0)
+  def uses(conv, x, kernel):
+    grads = jax.grad(lambda *a: jnp.sum(conv(*a) * cot), argnums=(0, 1))(x, kernel)
+    # Second order, as a gradient penalty takes it: d/dkernel |d sum tanh(conv) / dx|^2.
+    penalty_grad = jax.grad(lambda kn: jnp.sum(
         jax.grad(lambda x: jnp.sum(jnp.tanh(conv(x, kn))))(x) ** 2))(kernel)
+    # Mapped over a member axis of kernels, as jaxgan.sweep maps a step.
+    mapped = jax.vmap(conv, (None, 0))(x, jnp.stack([kernel, 2 * kernel]))
+    return conv(x, kernel), grads, penalty_grad, mapped
 
-  np.testing.assert_allclose(penalty_grad(ours), penalty_grad(ref), rtol=1e-4, atol=1e-3)
-  # Mapped over a member axis of kernels, as jaxgan.sweep maps a step.
-  kernels = jnp.stack([kernel, 2 * kernel])
-  np.testing.assert_allclose(jax.vmap(ours, (None, 0))(x, kernels),
-                             jax.vmap(ref, (None, 0))(x, kernels), atol=1e-3)
+  (out, grads, penalty, mapped), (out_ref, grads_ref, penalty_ref, mapped_ref) = (
+      uses(ours, x, kernel), uses(ref, x, kernel))
+  np.testing.assert_allclose(out, out_ref, atol=1e-4)
+  for got, want in zip(grads, grads_ref, strict=True):
+    np.testing.assert_allclose(got, want, atol=1e-4)
+  np.testing.assert_allclose(penalty, penalty_ref, rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(mapped, mapped_ref, atol=1e-3)
 
 
 def test_dcgan_gradients_in_a_loop_use_only_plain_convolutions():

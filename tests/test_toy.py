@@ -39,7 +39,7 @@ def test_real_samples_have_rayleigh_quality():
 
 def test_mlp_gan_covers_the_ring():
   # The ring recipe's defaults (ring_config: MLP pair, non-saturating, R1 0.1, EMA),
-  # 12k steps of batch 64: about 80 s on the 2-core development CPU (BUILD_NOTES.md).
+  # 12k steps of batch 64: about 30 s on the 2-core development CPU (BUILD_NOTES.md).
   config = toy.ring_config()
   _, state_g, samples, stats = toy.train_ring(config)
   assert samples.shape == (2_000, 2)
