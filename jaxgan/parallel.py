@@ -384,7 +384,8 @@ def shard_map_step(step_fn: Callable, mesh: Mesh, *, donate: bool = True,
 
   @functools.wraps(step_fn)
   def run(state_g, state_d, batch, key):
-    if not on_mesh(state_g.step, replicated) or not on_mesh(state_d.step, replicated):
+    # One leaf of each tells where the states are (a NetState, or a dict of them).
+    if not all(on_mesh(jax.tree.leaves(s)[0], replicated) for s in (state_g, state_d)):
       state_g, state_d = replicate((state_g, state_d), mesh)
     if data_on_device:
       if not all(on_mesh(x, replicated) for x in batch.values()):

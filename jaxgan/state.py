@@ -99,6 +99,25 @@ def _split_variables(variables: dict[str, PyTree]) -> tuple[PyTree, dict[str, Py
   return params, variables
 
 
+def new_net_state(variables: dict[str, PyTree], tx: optax.GradientTransformation,
+                  input_shape: Sequence[int], *, ema: bool = False, num_classes: int = 0
+                  ) -> NetState:
+  """A network's state at step 0 from its initialised ``variables`` (``module.init``'s).
+
+  Args:
+    variables: ``params`` and the module's other collections.
+    tx: the network's optimizer (its state is initialised here).
+    input_shape: the shape of one input example (static).
+    ema: keep an exponential moving average of the parameters (a generator's), starting
+      equal to them; False: ``ema_params`` is None.
+    num_classes: a conditional pair's classes (0: none).
+  """
+  params, model_state = _split_variables(variables)
+  return NetState(step=jnp.zeros((), jnp.int32), params=params, model_state=model_state,
+                  opt_state=tx.init(params), ema_params=params if ema else None, tx=tx,
+                  input_shape=tuple(int(s) for s in input_shape), num_classes=num_classes)
+
+
 def _shape_str(shape: Sequence[int]) -> str:
   return "(" + ", ".join(str(int(s)) for s in shape) + ")"
 
@@ -159,15 +178,10 @@ def _make_init_fn(G: nn.Module, D: nn.Module, tx_g: optax.GradientTransformation
     y = _labels_args(num_classes, init_batch_size)
     # Eval mode: no dropout randomness is needed and BatchNorm/spectral-norm variables
     # are created all the same.
-    g_params, g_state = _split_variables(G.init({"params": k_g}, z, *y, train=False))
-    d_params, d_state = _split_variables(
-        D.init({"params": k_d, "dropout": k_drop}, x, *y, train=False))
-    state_g = NetState(step=jnp.zeros((), jnp.int32), params=g_params, model_state=g_state,
-                       opt_state=tx_g.init(g_params), ema_params=g_params, tx=tx_g,
-                       input_shape=(latent_dim,), num_classes=num_classes)
-    state_d = NetState(step=jnp.zeros((), jnp.int32), params=d_params, model_state=d_state,
-                       opt_state=tx_d.init(d_params), ema_params=None, tx=tx_d,
-                       input_shape=tuple(image_shape), num_classes=num_classes)
+    state_g = new_net_state(G.init({"params": k_g}, z, *y, train=False), tx_g, (latent_dim,),
+                            ema=True, num_classes=num_classes)
+    state_d = new_net_state(D.init({"params": k_d, "dropout": k_drop}, x, *y, train=False),
+                            tx_d, image_shape, num_classes=num_classes)
     return state_g, state_d
 
   return init

@@ -60,9 +60,47 @@ def sample_latent(key: jax.Array, num: int, latent_dim: int, offset: int | jax.A
   return example_normal(key, num, (latent_dim,), offset, dtype)
 
 
-def _global_norm(tree) -> jax.Array:
-  # optax.global_norm is deprecated and optax.tree.norm is newer than optax 0.2.4.
+def pmean_floats(tree, axis_name: str | None):
+  """Mean over the device axis of every floating-point leaf (others pass through); the
+  identity without an axis.
+
+  Gradients are reduced as ``pmean(grad(pmean(local_loss)))``, which is the global-batch
+  gradient under every way of mapping a step: under ``shard_map`` with ``check_vma=True``
+  autodiff already reduces the gradient of a replicated parameter over the axis (the inner
+  pmean makes that reduction a mean, and the outer pmean of an axis-invariant value is the
+  value); under ``pmap``, ``vmap`` and ``shard_map`` with ``check_vma=False`` the inner
+  pmean transposes to the local gradient and the outer pmean averages it. (A plain
+  ``pmean(grad(local_loss))`` is off by the device count under ``check_vma=True``.)
+  """
+  if axis_name is None:
+    return tree
+  return jax.tree.map(
+      lambda x: jax.lax.pmean(x, axis_name) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+      tree)
+
+
+def module_rngs(rng: jax.Array, axis_name: str | None) -> dict[str, jax.Array]:
+  """The rng streams a module may use inside a step.
+
+  ``per_example`` is the same on every device, for layers that index their randomness by
+  global example, which makes them device-count independent: ``ExampleDropout``, and
+  ``nn.Dropout`` inside the step (``jaxgan.models.layers.device_independent``).
+  ``dropout`` differs per device, for a module's other uses of that stream.
+  """
+  device = 0 if axis_name is None else jax.lax.axis_index(axis_name)
+  return {"dropout": jax.random.fold_in(rng, device),
+          "per_example": jax.random.fold_in(rng, 2**31 - 1)}
+
+
+def global_norm(tree) -> jax.Array:
+  """The l2 norm of all leaves together (``optax.global_norm`` is deprecated and
+  ``optax.tree.norm`` is newer than optax 0.2.4)."""
   return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
+
+
+def device_offset(axis_name: str | None, local_batch: int):
+  """The global index of this device's first example (0 without an axis)."""
+  return 0 if axis_name is None else jax.lax.axis_index(axis_name) * local_batch
 
 
 FAKE_LABELS = ("uniform", "real")
@@ -203,34 +241,10 @@ class TrainStep:
   # -- helpers, all pure ------------------------------------------------------------
 
   def _pmean(self, tree):
-    """Mean over the device axis of every floating-point leaf (others pass through).
-
-    Gradients are reduced as ``pmean(grad(pmean(local_loss)))``, which is the global-batch
-    gradient under every way of mapping the step: under ``shard_map`` with
-    ``check_vma=True`` autodiff already reduces the gradient of a replicated parameter
-    over the axis (the inner pmean makes that reduction a mean, and the outer pmean of
-    an axis-invariant value is the value); under ``pmap``, ``vmap`` and ``shard_map``
-    with ``check_vma=False`` the inner pmean transposes to the local gradient and the
-    outer pmean averages it. (A plain ``pmean(grad(local_loss))`` is off by the device
-    count under ``check_vma=True``.)
-    """
-    if self.axis_name is None:
-      return tree
-    return jax.tree.map(
-        lambda x: jax.lax.pmean(x, self.axis_name) if jnp.issubdtype(x.dtype, jnp.floating)
-        else x, tree)
+    return pmean_floats(tree, self.axis_name)
 
   def _rngs(self, rng: jax.Array) -> dict[str, jax.Array]:
-    """The rng streams a module may use.
-
-    ``per_example`` is the same on every device, for layers that index their randomness
-    by global example, which makes them device-count independent: ``ExampleDropout``, and
-    ``nn.Dropout`` inside the step (``jaxgan.models.layers.device_independent``).
-    ``dropout`` differs per device, for a module's other uses of that stream.
-    """
-    device = 0 if self.axis_name is None else jax.lax.axis_index(self.axis_name)
-    return {"dropout": jax.random.fold_in(rng, device),
-            "per_example": jax.random.fold_in(rng, 2**31 - 1)}
+    return module_rngs(rng, self.axis_name)
 
   def _mixing(self, key: jax.Array, batch_size: int, latent_dim: int, offset) -> dict:
     """StyleGAN2's style mixing: with probability ``style_mixing`` one cutoff for the whole
@@ -366,7 +380,7 @@ class TrainStep:
     num_classes = state_g.num_classes
     key = jax.random.fold_in(_as_key(key), state_g.step)
     k_critic, k_gen = jax.random.split(key)
-    offset = 0 if self.axis_name is None else jax.lax.axis_index(self.axis_name) * batch_size
+    offset = device_offset(self.axis_name, batch_size)
     ada = isinstance(self.augment, augment_lib.ADA)
     p = state_d.step_state["ada_p"] if ada else None
 
@@ -431,7 +445,7 @@ class TrainStep:
 
       grads, (model_state, metrics) = jax.grad(d_objective, has_aux=True)(state_d.params)
       grads = self._pmean(grads)  # see _pmean: correct with and without vma tracking
-      metrics["d_grad_norm"] = _global_norm(grads)
+      metrics["d_grad_norm"] = global_norm(grads)
       state_d = state_d.apply_gradients(grads, self._pmean(model_state))
       if self.clip is not None:
         state_d = state_d.replace(params=losses_lib.clip_weights(state_d.params, self.clip))
@@ -482,7 +496,7 @@ class TrainStep:
       g_metrics["pl_mean"] = state_g.step_state["pl_mean"]
     state_g = state_g.replace(ema_params=self._ema(state_g.ema_params, state_g.params, old_step))
 
-    metrics = {**d_metrics, **g_metrics, "g_grad_norm": _global_norm(grads)}
+    metrics = {**d_metrics, **g_metrics, "g_grad_norm": global_norm(grads)}
     if ada:
       state_d = self._adapt(state_d, metrics.pop("real_signs"), old_step, batch_size)
       metrics["ada_p"] = p

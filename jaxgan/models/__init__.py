@@ -3,7 +3,8 @@
 Every module here, and any module a user brings, follows one call signature:
 ``G(z, train=...) -> images [B, ...]`` and ``D(x, train=...) -> logits [B]`` (or ``[B, 1]``);
 a class-conditional pair takes int32 class ids ``y [B]`` too: ``G(z, y, train=...)`` and
-``D(x, y, train=...)``.
+``D(x, y, train=...)``. The translation networks (``translation``) map images to images:
+``G(x, train=...) -> images``, ``D(x, train=...) -> patch logits [B, h, w]``.
 """
 
 from jaxgan.models.dcgan import DCGANDiscriminator, DCGANGenerator
@@ -23,10 +24,17 @@ from jaxgan.models.stylegan2 import (
     stylegan2_cifar,
     stylegan2_small,
 )
+from jaxgan.models.translation import (
+    InstanceNorm,
+    PatchDiscriminator,
+    ResNetTranslator,
+    UNetTranslator,
+)
 
 __all__ = [
     "ConditionalBatchNorm", "DCGANDiscriminator", "DCGANGenerator", "ExampleDropout",
-    "MLPDiscriminator", "MLPGenerator", "ResNetDiscriminator", "ResNetGenerator",
-    "SelfAttention", "StyleGAN2Discriminator", "StyleGAN2Generator", "UPSAMPLE_METHODS",
+    "InstanceNorm", "MLPDiscriminator", "MLPGenerator", "PatchDiscriminator",
+    "ResNetDiscriminator", "ResNetGenerator", "ResNetTranslator", "SelfAttention",
+    "StyleGAN2Discriminator", "StyleGAN2Generator", "UNetTranslator", "UPSAMPLE_METHODS",
     "UpConv", "biggan32", "sngan32", "stylegan2_cifar", "stylegan2_small",
 ]
