@@ -65,6 +65,19 @@ def tree_differences(saved: PyTree, target: PyTree, limit: int = 5) -> list[str]
   return sorted(out)[:limit] + ([f"... {len(out) - limit} more"] if len(out) > limit else [])
 
 
+def run_target(abstract_states: tuple[PyTree, PyTree], mesh) -> dict[str, PyTree]:
+  """The tree a training run saves, as shapes replicated over ``mesh``: what restores read
+  into. ``abstract_states`` is ``(state_g, state_d)`` of ``jax.ShapeDtypeStruct``s."""
+  from jax.sharding import NamedSharding
+  from jax.sharding import PartitionSpec as P
+
+  replicated = NamedSharding(mesh, P())
+  abstract_g, abstract_d = abstract_states
+  key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                      {"g": abstract_g, "d": abstract_d, "rng": key_shape})
+
+
 class Checkpoints:
   """Asynchronous checkpoints of ``(arrays, json)`` pairs in one directory.
 

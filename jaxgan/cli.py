@@ -109,3 +109,39 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> N
       fail(str(e))
 
   app.run(guarded, argv=argv, flags_parser=_parse_flags)
+
+
+def translation_main(argv: list[str], config, workdir: str, translate_in: str | None,
+                     translate_out: str | None, direction: str,
+                     pending: Sequence[int] = ()) -> None:
+  """The main of ``experiments/pix2pix.py`` and ``experiments/cyclegan.py``: train (or
+  resume) in ``workdir``, or, with ``translate_in``, translate a .npy of uint8 images with
+  the newest checkpoint into ``translate_out`` and exit. ``pending``: signals the script
+  recorded before its imports."""
+  from jaxgan import train, translation_tasks
+
+  train.install_stop_handlers(pending=pending)
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
+  from absl import logging
+
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO level
+  if translate_in or translate_out:
+    if not (translate_in and translate_out):
+      raise Error("--translate_in and --translate_out go together: the uint8 images to "
+                  "translate (.npy) and where to write the translations.")
+    images, meta = translation_tasks.translate_file(workdir, translate_in, translate_out,
+                                                    direction)
+    which = f" ({direction})" if meta["config"]["family"] == "cyclegan" else ""
+    print(f"wrote {images.shape[0]} translations{which} {list(images.shape)} uint8 from step "
+          f"{meta['step']} of {os.path.abspath(workdir)} to {translate_out}")
+    return
+  result = train.train_and_evaluate(config, workdir)
+  if result.state_g is None:
+    print(f"stopped before training; {os.path.abspath(workdir)} is as it was")
+    return
+  state = "stopped early; run again to resume" if result.preempted else "done"
+  print(f"step {result.step} ({state}); outputs in {os.path.abspath(workdir)}")
+  if result.grid:
+    print(f"samples: {os.path.abspath(result.grid)}")

@@ -368,8 +368,8 @@ def load_idx(directory: str, split: str = "train") -> ArraySource:
 
 
 def batches(source: ArraySource, batch_size: int, seed: int, start_step: int = 0, *,
-            process_index: int | None = None, process_count: int | None = None
-            ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+            process_index: int | None = None, process_count: int | None = None,
+            stream: int = 0) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
   """Yields ``(step, batch)`` for ``step = start_step, start_step + 1, ...``.
 
   ``batch`` is this process's share of global batch ``step``: examples
@@ -379,6 +379,12 @@ def batches(source: ArraySource, batch_size: int, seed: int, start_step: int = 0
   have had; the indices are computed on the host CPU with the same function the
   on-device loop uses (``jaxgan.parallel.fuse_steps_on_device`` with
   ``data_key=jax.random.key(seed)``).
+
+  Any source with ``len()``, ``description`` and ``get(indices) -> dict`` of uint8 pixel
+  arrays (and ``label``) serves (``jaxgan.translation_data.PairedSource``: ``source`` and
+  ``image``); every field but ``label`` comes out in [-1, 1]. ``stream`` > 0 orders the
+  examples by the key ``fold_in(key(seed), stream)`` instead: an order independent of
+  stream 0's (a second dataset of the same run).
 
   Raises:
     DataError: the batch does not divide over the processes, or exceeds the split.
@@ -392,16 +398,17 @@ def batches(source: ArraySource, batch_size: int, seed: int, start_step: int = 0
     raise DataError(f"The batch size {batch_size} exceeds the {len(source)} examples of "
                     f"{source.description}.")
   share = batch_size // count
-  key_words = np.asarray(jax.random.key_data(jax.random.key(seed)))
+  key = jax.random.key(seed)
+  if stream:
+    key = jax.random.fold_in(key, stream)
+  key_words = np.asarray(jax.random.key_data(key))
   step = start_step
   while True:
     index = host_batch_indices(key_words, step, batch_size, len(source))[p * share:
                                                                           (p + 1) * share]
     examples = source.get(index)
-    batch = {"image": to_model_range(examples["image"])}
-    if "label" in examples:
-      batch["label"] = examples["label"].astype(np.int32)
-    yield step, batch
+    yield step, {name: x.astype(np.int32) if name == "label" else to_model_range(x)
+                 for name, x in examples.items()}
     step += 1
 
 

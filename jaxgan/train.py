@@ -38,8 +38,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
 
 from jaxgan import __version__, cpu, evaluate, models, parallel, rng
 from jaxgan import augment as augment_lib
@@ -50,6 +48,7 @@ from jaxgan import step as step_lib
 from jaxgan.errors import ConfigError, Error
 from jaxgan.state import NetState, abstract_states, create_states
 from jaxgan.step import generate, make_train_step
+from jaxgan.task import Task
 
 MODELS = ("mlp", "dcgan", "resnet", "stylegan2")
 LR_SCHEDULES = ("constant", "linear")
@@ -78,6 +77,7 @@ MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay",
 def default_config() -> ml_collections.ConfigDict:
   """Every field ``train_and_evaluate`` reads, with defaults. See the comments for units."""
   c = ml_collections.ConfigDict()
+  c.family = "noise"  # noise (-to-image); experiments/pix2pix.py and cyclegan.py set theirs
   c.dataset = "mnist"  # a TFDS name, or idx:/dir for MNIST-format files
   c.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir (None: default)
   c.model = "dcgan"  # mlp | dcgan | resnet | stylegan2
@@ -167,6 +167,8 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
   with out.ignore_type():
     out.update(given)
   checks = [
+      (out.family == "noise", f"family={out.family!r} is not noise-to-image: run it with "
+       "jaxgan.train.train_and_evaluate (or experiments/pix2pix.py, experiments/cyclegan.py)"),
       (out.model in MODELS, f"model must be one of {MODELS}, got {out.model!r}"),
       (not out.conditional or out.model in ("resnet", "dcgan", "stylegan2"),
        "conditional=True needs model=resnet, dcgan or stylegan2 (a conditional G, a "
@@ -598,13 +600,16 @@ def _devices(config) -> list:
   return jax.devices()[:config.num_devices]
 
 
-def _check_resumable(meta: dict, config, facts: dict, directory: str) -> None:
-  """Raises when the checkpoint's run differs in a ``MUST_MATCH`` field or in ``facts``
+def _check_resumable(meta: dict, config, facts: dict, directory: str,
+                     must_match: Sequence[str] = MUST_MATCH,
+                     may_change: Sequence[str] = MAY_CHANGE,
+                     defaults: dict | None = None) -> None:
+  """Raises when the checkpoint's run differs in a ``must_match`` field or in ``facts``
   (the image shape and the data actually loaded, which ``dataset="mnist"`` may replace
-  offline); lists the ``MAY_CHANGE`` fields that differ."""
+  offline); lists the ``may_change`` fields that differ."""
   # Fields added since the checkpoint was written take their defaults (what it ran with).
-  saved = {**default_config().to_dict(), **meta.get("config", {}),
-           **{k: meta.get(k) for k in facts}}
+  defaults = default_config().to_dict() if defaults is None else defaults
+  saved = {**defaults, **meta.get("config", {}), **{k: meta.get(k) for k in facts}}
   if saved.get("num_classes") is None:
     saved["num_classes"] = 0
   if saved.get("step_state") is None:  # written before the step kept state of its own
@@ -618,14 +623,14 @@ def _check_resumable(meta: dict, config, facts: dict, directory: str) -> None:
           f"({saved[field]!r}; this jaxgan uses {facts[field]!r}), so resuming it here would "
           "not continue that run. Use another --workdir to start a new run, or finish this "
           f"one with the jaxgan that started it (jaxgan {meta.get('jaxgan', '0.1.0')}).")
-  differ = [k for k in (*MUST_MATCH, *facts) if saved.get(k) != current[k]]
+  differ = [k for k in (*must_match, *facts) if saved.get(k) != current[k]]
   if differ:
     lines = [f"{k}: checkpoint {saved.get(k)!r}, config {current[k]!r}" for k in differ]
     raise ckpt_lib.CheckpointMismatchError(
         f"{directory} holds a checkpoint (step {meta.get('step')}) of a run this config cannot "
         "continue:\n  " + "\n  ".join(lines) + "\nUse another --workdir to start a new run, or "
         "set these back to the checkpoint's values to resume it.")
-  changed = [f"{k} {saved[k]!r} -> {config[k]!r}" for k in MAY_CHANGE
+  changed = [f"{k} {saved[k]!r} -> {config[k]!r}" for k in may_change
              if k in saved and saved[k] != config[k]]
   if changed:
     _notice(f"jaxgan: resuming step {meta.get('step')} with changed settings (the run goes on "
@@ -671,30 +676,28 @@ def _mean_metrics(pending: list[tuple[int, dict]], last_good: Callable[[], str])
   return {name: float(np.mean([m[name] for m in fetched])) for name in fetched[0]}
 
 
-def _checkpoint_target(config, G, D, tx_g, tx_d, image_shape, mesh, num_classes=0):
-  """The checkpoint's tree as shapes, replicated over ``mesh``: what restores read into."""
-  replicated = NamedSharding(mesh, P())
-  abstract_g, abstract_d = jax.eval_shape(
+def _checkpoint_target(abstract_states, mesh):
+  """The checkpoint's tree as shapes, replicated over ``mesh`` (``checkpoint.run_target``)."""
+  return ckpt_lib.run_target(abstract_states, mesh)
+
+
+def _noise_abstract_states(config, G, D, tx_g, tx_d, image_shape, num_classes=0):
+  return jax.eval_shape(
       make_step(config, G, D).prepare_states,
       *abstract_states(G, D, tx_g, tx_d, latent_dim=config.latent_dim,
                        image_shape=image_shape, num_classes=num_classes))
-  key_shape = jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0)))
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                      {"g": abstract_g, "d": abstract_d, "rng": key_shape})
 
 
-def _restore_or_init(config, checkpoints, G, D, tx_g, tx_d, facts, mesh):
+def _restore_or_init(task: Task, checkpoints, mesh):
   """The newest complete checkpoint, restored onto ``mesh``; else fresh states."""
-  image_shape = tuple(facts["image_shape"])
+  config = task.config
   restored = checkpoints.restore_latest(
-      _checkpoint_target(config, G, D, tx_g, tx_d, image_shape, mesh, facts["num_classes"]),
-      lambda meta: _check_resumable(meta, config, facts, checkpoints.directory))
+      _checkpoint_target(task.abstract_states(), mesh),
+      lambda meta: _check_resumable(meta, config, task.facts, checkpoints.directory,
+                                    task.must_match, task.may_change, task.defaults))
   if restored is None:
     root_key = jax.random.key(config.seed)
-    state_g, state_d = create_states(jax.random.fold_in(root_key, 0), G, D, tx_g, tx_d,
-                                     latent_dim=config.latent_dim, image_shape=image_shape,
-                                     num_classes=facts["num_classes"])
-    state_g, state_d = make_step(config, G, D).prepare_states(state_g, state_d)
+    state_g, state_d = task.init_states(jax.random.fold_in(root_key, 0))
     return 0, *parallel.replicate((state_g, state_d), mesh), root_key, {}
   step, arrays, meta = restored
   _notice(f"jaxgan: resumed from step {step} in {checkpoints.directory}.")
@@ -704,6 +707,81 @@ def _restore_or_init(config, checkpoints, G, D, tx_g, tx_d, facts, mesh):
   # The key goes via the host: then it is committed to no mesh, as a fresh run's is.
   return (step, arrays["g"], arrays["d"], jax.random.wrap_key_data(np.asarray(arrays["rng"])),
           meta)
+
+
+def noise_task(config, stop: StopRequest) -> Task:
+  """The noise-to-image family (MLP, DCGAN, ResNet, StyleGAN2; conditional or not): its
+  data, models, states, step, sample grids and measures, for the loop."""
+  _, full_source = load_train_data(config)
+  stop.check()
+  source = full_source.fraction(config.data_fraction)
+  if config.data_fraction < 1:
+    _notice(f"jaxgan: data_fraction={config.data_fraction:g}: training on "
+            f"{source.description}; evaluated against the whole split's statistics.")
+  image_shape = source.image_shape
+  if config.conditional and source.labels is None:
+    raise ConfigError(f"conditional=True trains on the dataset's labels, but "
+                      f"{source.description} has none. Use a labelled dataset, or set "
+                      "--config.conditional=False.")
+  num_classes = source.num_classes if config.conditional else 0
+  facts = {"image_shape": list(image_shape), "data": source.description,
+           "data_order": data_lib.ORDER, "noise": rng.SCHEME, "num_classes": num_classes}
+  G, D = make_models(config, image_shape, num_classes)
+  # What the step keeps in the states (ADA's p, lazy R1, the path-length mean): a run
+  # resumes only into states of the same shape.
+  train_step = make_step(config, G, D)
+  keeps = train_step.config.step_state_init()
+  facts["step_state"] = {"g": sorted(keeps[0]), "d": sorted(keeps[1])}
+  tx_g, tx_d = make_optimizers(config)
+  evaluator = _make_evaluator(config, full_source, stop.check) if config.eval_every else None
+
+  def init_states(key):
+    state_g, state_d = create_states(key, G, D, tx_g, tx_d, latent_dim=config.latent_dim,
+                                     image_shape=image_shape, num_classes=num_classes)
+    return train_step.prepare_states(state_g, state_d)
+
+  def grid(state_g, key):
+    # A conditional run's grid: one class per row, grid_size images of each.
+    rows = num_classes or config.grid_size
+    labels = (np.repeat(np.arange(num_classes), config.grid_size).astype(np.int32)
+              if num_classes else None)
+    return (np.asarray(generate(G, state_g, key, rows * config.grid_size, labels=labels)),
+            config.grid_size)
+
+  def evaluate_run(state_g, key, check, final):
+    images = _sample(G, state_g, key, evaluator.num_samples, check)
+    labels = balanced_labels(len(images), num_classes)
+    # An unconditional run's evaluation holds what it always held.
+    floors = evaluator.floors if labels is not None else {"fd_floor": evaluator.floor}
+    result = {**evaluator(images, labels), **floors}
+    if final and labels is not None and config.cas_steps:
+      result.update(evaluator.cas(images, labels, config.cas_steps))
+    return result
+
+  # Lazy regularisation on a CPU: one compiled step per (R1, path length) pattern, chosen
+  # from the step number, instead of lax.cond inside the step: XLA:CPU runs R1's second
+  # derivatives ~20x slower inside a conditional (BUILD_NOTES.md, issue 17).
+  static_lazy = jax.default_backend() == "cpu" and (
+      train_step.config.lazy_r1 or (config.pl_weight > 0 and config.pl_every > 1))
+
+  def postfix(metrics):
+    out = {"d_loss": f"{metrics['d_loss']:.3f}", "g_loss": f"{metrics['g_loss']:.3f}"}
+    if "ada_p" in metrics:
+      out["p"] = f"{metrics['ada_p']:.3f}"
+    return out
+
+  return Task(
+      config=config, facts=facts, G=G, D=D,
+      make_step=lambda axis_name: make_step(config, G, D, axis_name),
+      init_states=init_states,
+      abstract_states=lambda: _noise_abstract_states(config, G, D, tx_g, tx_d, image_shape,
+                                                     num_classes),
+      batches=lambda start: data_lib.batches(source, config.batch_size, config.seed, start),
+      grid=grid, evaluate=evaluate_run if evaluator is not None else None,
+      summary=lambda step, evaluation: summary(step, evaluation, evaluator,
+                                               source.description),
+      must_match=MUST_MATCH, may_change=MAY_CHANGE, defaults=default_config().to_dict(),
+      lazy_at=train_step.lazy_at if static_lazy else None, postfix=postfix)
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -> RunResult:
@@ -740,45 +818,45 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
       return RunResult(None, None, None, None, -1, {}, {}, True)
 
 
+def make_task(config, stop: StopRequest) -> Task:
+  """The family's ``Task`` for a completed config (``config.family``)."""
+  if config.get("family", "noise") == "noise":
+    return noise_task(config, stop)
+  from jaxgan import translation_tasks  # the translation families' data and measures
+
+  return translation_tasks.make_task(config, stop, _notice)
+
+
+def complete_any(config) -> ml_collections.ConfigDict:
+  """``complete_config`` of the config's family (noise-to-image, pix2pix or CycleGAN)."""
+  given = config.to_dict() if isinstance(config, ml_collections.ConfigDict) else dict(config)
+  family = given.get("family", "noise")
+  if family == "noise":
+    return resolve_auto(complete_config(given))
+  from jaxgan import translation_tasks
+
+  return translation_tasks.complete_config(given, _notice)
+
+
 def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
-  config = resolve_auto(complete_config(config))
+  config = complete_any(config)
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   devices = _devices(config)
   if config.batch_size % len(devices):
     raise ConfigError(f"batch_size={config.batch_size} does not divide over {len(devices)} "
                       "devices; make it a multiple of the device count.")
-
-  _, full_source = load_train_data(config)
+  task = make_task(config, stop)
   stop.check()
-  source = full_source.fraction(config.data_fraction)
-  if config.data_fraction < 1:
-    _notice(f"jaxgan: data_fraction={config.data_fraction:g}: training on "
-            f"{source.description}; evaluated against the whole split's statistics.")
-  image_shape = source.image_shape
-  if config.conditional and source.labels is None:
-    raise ConfigError(f"conditional=True trains on the dataset's labels, but "
-                      f"{source.description} has none. Use a labelled dataset, or set "
-                      "--config.conditional=False.")
-  num_classes = source.num_classes if config.conditional else 0
-  facts = {"image_shape": list(image_shape), "data": source.description,
-           "data_order": data_lib.ORDER, "noise": rng.SCHEME, "num_classes": num_classes}
-  G, D = make_models(config, image_shape, num_classes)
-  # What the step keeps in the states (ADA's p, lazy R1, the path-length mean): a run
-  # resumes only into states of the same shape.
-  keeps = make_step(config, G, D).config.step_state_init()
-  facts["step_state"] = {"g": sorted(keeps[0]), "d": sorted(keeps[1])}
-  tx_g, tx_d = make_optimizers(config)
+  facts = task.facts
   pmap_devices = devices if config.num_devices else None  # None: pmap's own choice, all
   mesh = (parallel.pmap_mesh(pmap_devices) if config.parallel == "pmap"
           else parallel.data_mesh(devices))
-  evaluator = _make_evaluator(config, full_source, stop.check) if config.eval_every else None
   checkpoints = ckpt_lib.Checkpoints(os.path.join(workdir, "checkpoints"),
                                      keep=config.keep_checkpoints, log=_notice)
 
   try:
-    start_step, state_g, state_d, root_key, meta = _restore_or_init(
-        config, checkpoints, G, D, tx_g, tx_d, facts, mesh)
+    start_step, state_g, state_d, root_key, meta = _restore_or_init(task, checkpoints, mesh)
     stop.check()
   except BaseException:
     checkpoints.close()
@@ -795,20 +873,17 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
     return (f"The newest checkpoint, step {last_saved[0]} in {checkpoints.directory}, was "
             "saved before it and is finite.")
 
-  train_step = make_step(config, G, D)
-  options = cpu.compiler_options(config.cpu_conv_kernels)
-  # Lazy regularisation on a CPU: one compiled step per (R1, path length) pattern, chosen
-  # from the step number here, instead of lax.cond inside the step: XLA:CPU runs R1's
-  # second derivatives ~20x slower inside a conditional (BUILD_NOTES.md, issue 17).
-  static_lazy = jax.default_backend() == "cpu" and (
-      train_step.config.lazy_r1 or (config.pl_weight > 0 and config.pl_every > 1))
+  train_step = task.make_step(parallel.AXIS)
+  options = cpu.compiler_options(config.get("cpu_conv_kernels", "xla"))
   step_fns: dict = {}
 
   def step_fn_at(step: int):
-    lazy = train_step.lazy_at(step) if static_lazy else None
+    # A step with lazy regularisation on a CPU: one compiled step per static pattern.
+    lazy = task.lazy_at(step) if task.lazy_at is not None else None
     if lazy not in step_fns:
-      fn = functools.partial(train_step, lazy=lazy)
-      fn.config = train_step.config
+      fn = train_step if lazy is None else functools.partial(train_step, lazy=lazy)
+      if lazy is not None:
+        fn.config = train_step.config
       if config.parallel == "pmap":
         step_fns[lazy] = parallel.pmap_step(fn, devices=pmap_devices, compiler_options=options)
       else:
@@ -842,13 +917,7 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   def evaluate_now(step: int, final: bool = False) -> dict:
     """The evaluation at ``step``, logged; {} when a signal interrupted it."""
     try:
-      images = _sample(G, state_g, eval_key, evaluator.num_samples, stop.check)
-      labels = balanced_labels(len(images), num_classes)
-      # An unconditional run's evaluation holds what it always held.
-      floors = evaluator.floors if labels is not None else {"fd_floor": evaluator.floor}
-      result = {**evaluator(images, labels), **floors}
-      if final and labels is not None and config.cas_steps:
-        result.update(evaluator.cas(images, labels, config.cas_steps))
+      result = task.evaluate(state_g, eval_key, stop.check, final)
     except Stopped:
       return {}
     logs.metrics(step, result, prefix="eval")
@@ -860,17 +929,17 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   if (bad := _first_nonfinite_leaf((state_g, state_d))) is not None:
     raise NonFiniteError(f"The state at step {start_step} has NaN/Inf in {bad}.")
 
+  evaluates = task.evaluate is not None and config.eval_every > 0
   step, metrics, evaluation, preempted = start_step, {}, {}, False
   # An evaluation a signal interrupted before the checkpoint was saved: made now, so the
   # run's logs hold what an uninterrupted run's hold.
-  eval_pending = bool(meta.get("eval_pending")) and evaluator is not None
+  eval_pending = bool(meta.get("eval_pending")) and evaluates
   if eval_pending and stop.signal is None:
     evaluation = evaluate_now(step, final=step >= config.steps)
     eval_pending = not evaluation
   pending: list[tuple[int, dict]] = []
   interval_start, interval_step = time.perf_counter(), start_step
-  batches = data_lib.Prefetch(
-      data_lib.batches(source, config.batch_size, config.seed, start_step), place=place)
+  batches = data_lib.Prefetch(task.batches(start_step), place=place)
   try:
     if stop.signal is not None:  # during the restore or the pending evaluation: nothing new
       raise Stopped(stop.signal)
@@ -891,18 +960,11 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
         interval_start, interval_step, pending = now, step, []
         logs.metrics(step, {**metrics, "steps_per_sec": rate, "time": time.time()})
         if bar is not None:
-          extra = {"p": f"{metrics['ada_p']:.3f}"} if "ada_p" in metrics else {}
-          bar.set_postfix(d_loss=f"{metrics['d_loss']:.3f}", g_loss=f"{metrics['g_loss']:.3f}",
-                          **extra, refresh=False)
+          bar.set_postfix(**task.postfix(metrics), refresh=False)
       if step % config.sample_every == 0 or final or stopping:
-        # A conditional run's grid: one class per row, grid_size images of each.
-        rows = num_classes or config.grid_size
-        labels = (np.repeat(np.arange(num_classes), config.grid_size).astype(np.int32)
-                  if num_classes else None)
-        images = np.asarray(generate(G, state_g, grid_key, rows * config.grid_size,
-                                     labels=labels))
-        logs.grid(step, images, config.grid_size)
-      if evaluator is not None and (step % config.eval_every == 0 or final):
+        images, columns = task.grid(state_g, grid_key)
+        logs.grid(step, np.asarray(images), columns)
+      if evaluates and (step % config.eval_every == 0 or final):
         evaluation = {} if stopping else evaluate_now(step, final)
         eval_pending = not evaluation  # a signal came before or during it: made on resume
         stopping, saving = stopping or eval_pending, saving or eval_pending
@@ -917,14 +979,14 @@ def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
       _notice(f"jaxgan: stopped at step {step} ({stop.signal or 'preemption'}); the checkpoint "
               f"is saved in {checkpoints.directory}. Run the same command again to resume.")
     elif evaluation and jax.process_index() == 0:
-      print(summary(step, evaluation, evaluator, source.description), flush=True)
+      print(task.summary(step, evaluation), flush=True)
   finally:
     batches.close()
     if bar is not None:
       bar.close()
     logs.close()
     checkpoints.close()
-  return RunResult(state_g, state_d, G, D, step, metrics, evaluation, preempted,
+  return RunResult(state_g, state_d, task.G, task.D, step, metrics, evaluation, preempted,
                    newest_grid(workdir))
 
 
@@ -960,8 +1022,9 @@ def load_generator(workdir: str) -> tuple[Any, NetState, dict]:
     config, image_shape = complete_config(meta["config"]), tuple(meta["image_shape"])
     num_classes = int(meta.get("num_classes") or 0)
     G, D = make_models(config, image_shape, num_classes)
-    target = _checkpoint_target(config, G, D, *make_optimizers(config), image_shape,
-                                parallel.data_mesh(jax.devices()[:1]), num_classes)
+    target = _checkpoint_target(
+        _noise_abstract_states(config, G, D, *make_optimizers(config), image_shape,
+                               num_classes), parallel.data_mesh(jax.devices()[:1]))
     restored = checkpoints.restore_latest(target)
   finally:
     checkpoints.close()

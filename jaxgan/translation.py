@@ -518,8 +518,16 @@ def _shape(shape: Sequence[int], name: str) -> tuple[int, ...]:
   return shape
 
 
+def _init_key(key: jax.Array) -> jax.Array:
+  """An ``rbg`` key drawn from ``key``, for parameter initialisation: XLA's random-bit
+  generator compiles in a fraction of Threefry's time (an init of the test's four small
+  CycleGAN networks: 5 s against 22 s on the CPU); the draws are fixed by ``key``."""
+  return jax.random.wrap_key_data(jax.random.bits(key, (4,), jnp.uint32), impl="rbg")
+
+
 def _init(module: nn.Module, key: jax.Array, shape: Sequence[int], k_drop: jax.Array):
-  return module.init({"params": key, "dropout": k_drop}, jnp.zeros((1, *shape)), train=False)
+  return module.init({"params": _init_key(key), "dropout": k_drop}, jnp.zeros((1, *shape)),
+                     train=False)
 
 
 def _abstract_out(module: nn.Module, name: str, shape: Sequence[int]):

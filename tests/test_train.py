@@ -70,9 +70,9 @@ def read_checkpoint(workdir, step=None):
   meta = ckpts.read_meta(step)
   config = train.complete_config(meta["config"])
   G, D = train.make_models(config, meta["image_shape"])
-  target = train._checkpoint_target(config, G, D, *train.make_optimizers(config),
-                                    tuple(meta["image_shape"]),
-                                    parallel.data_mesh(jax.devices()[:1]))
+  states = train._noise_abstract_states(config, G, D, *train.make_optimizers(config),
+                                        tuple(meta["image_shape"]))
+  target = checkpoint.run_target(states, parallel.data_mesh(jax.devices()[:1]))
   arrays = ckpts.restore(step, target)
   ckpts.close()
   return step, jax.device_get(arrays)
