@@ -459,7 +459,8 @@ def _cyclegan_task(config, stop, log) -> Task:
     return result
 
   def summary(step, ev):
-    lines = [f"jaxgan: CycleGAN at step {step} on the test split of {domains.description}:"]
+    lines = [f"jaxgan: CycleGAN at step {step} on {len(sub_a):,} + {len(sub_b):,} test images "
+             f"of {test.description}:"]
     for src, dst in (("a", "b"), ("b", "a")):
       key = src + dst
       line = f"  {src.upper()} -> {dst.upper()}:"

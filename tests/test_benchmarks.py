@@ -155,3 +155,11 @@ def test_stylegan2_step_benchmark_runs():
   assert [r[1] for r in rows] == ["cond,_plain_step", "cond,_R1_step"]
   assert all(r[0] == "small" and float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
   assert float(rows[0][4]) > 0 and float(rows[1][4]) == 0  # one compilation serves both
+
+
+def test_cyclegan_step_benchmark_runs():
+  # The tiny preset: the same code path as the experiment's and the reference's pairs.
+  header, rows = run_table_benchmark("cyclegan_step.py", "--presets=tiny", "--repeats=1")
+  assert header["device"] and [r[:3] for r in rows] == [["tiny", "16x16x1", "2"]]
+  seconds, images, compile_s = map(float, rows[0][3:])
+  assert seconds > 0 and images == pytest.approx(2 / seconds, rel=0.01) and compile_s > 0

@@ -14,7 +14,7 @@ README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 def test_readme_python_blocks_run(capsys):
   blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-  assert len(blocks) == 7, "update the checks below when the README's examples change"
+  assert len(blocks) == 8, "update the checks below when the README's examples change"
   ns: dict = {}
 
   exec(compile(blocks[0], str(README), "exec"), ns)  # noqa: S102  create, jit, one step
@@ -38,13 +38,18 @@ def test_readme_python_blocks_run(capsys):
   assert float(ns["state_d"].step_state["ada_p"]) == 0.0
   assert ns["train_step"].config.r1_every == 16
 
-  exec(compile(blocks[5], str(README), "exec"), ns)  # noqa: S102  a sweep of 4 by vmap
+  exec(compile(blocks[5], str(README), "exec"), ns)  # noqa: S102  CycleGAN's states
+  assert set(ns["state_g"]) == {"ab", "ba"} and ns["zebras"].shape == (2, 64, 64, 3)
+  assert int(ns["state_d"]["b"].step_state["pool_count"]) == 0
+  assert ns["train_step"].config.pool_size == 50
+
+  exec(compile(blocks[6], str(README), "exec"), ns)  # noqa: S102  a sweep of 4 by vmap
   assert ns["metrics"]["g_loss"].shape == (4,)
   assert int(ns["g2"].step) == 1 and ns["g2"].params["Dense_0"]["kernel"].ndim == 2
   lr = ns["state_d"].opt_state.hyperparams["learning_rate"]
   np.testing.assert_allclose(lr, [1e-4, 2e-4, 4e-4, 8e-4], rtol=1e-6)
 
-  exec(compile(blocks[6], str(README), "exec"), ns)  # noqa: S102  the CPU compiler options
+  exec(compile(blocks[7], str(README), "exec"), ns)  # noqa: S102  the CPU compiler options
   G, D = ns["G"], ns["D"]  # the sweep block's MLP pair
   tx = optax.adam(2e-4, b1=0.5)
   sg, sd = jaxgan.create_states(jax.random.key(0), G, D, tx, tx, latent_dim=100,

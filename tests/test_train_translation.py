@@ -15,7 +15,7 @@ from PIL import Image
 from test_data import needs_fashion
 from test_train import ROOT, assert_bitwise_equal, jsonl
 
-from jaxgan import evaluate, train
+from jaxgan import evaluate, train, translation_tasks
 from jaxgan import translation as tr
 from jaxgan.checkpoint import CheckpointMismatchError
 from jaxgan.errors import ConfigError
@@ -79,35 +79,38 @@ def test_a_pix2pix_run_resumes_bit_exactly_and_translates_from_the_command_line(
   assert set(jsonl(tmp_path / "a")[-1]) >= {"g_l1", "g_adv", "d_loss"}
   grid = np.asarray(Image.open(tmp_path / "a" / "samples" / "step_0000008.png"))
   assert grid.shape == (3 * (2 * 30 + 2), 3 * (3 * 30 + 2))  # input | output | target
-  # The experiment's --translate_in: the run's generator in inference mode, uint8 out; the
-  # same input gives the same bytes.
+  # --translate_in: the run's generator in inference mode, uint8 out; the same input gives
+  # the same bytes.
   edges = np.zeros((3, 28, 28, 1), np.uint8)
   edges[:, 8:20, 8] = edges[:, 8, 8:20] = 255
   np.save(tmp_path / "in.npy", edges)
-
-  def translate(out, *extra, images="in.npy"):
-    return subprocess.run(
-        [sys.executable, os.path.join(ROOT, "experiments", "pix2pix.py"),
-         f"--workdir={tmp_path / 'b'}", f"--translate_in={tmp_path / images}",
-         f"--translate_out={tmp_path / out}", *extra],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-  child = translate("out.npy")
+  child = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "experiments", "pix2pix.py"),
+       f"--workdir={tmp_path / 'b'}", f"--translate_in={tmp_path / 'in.npy'}",
+       f"--translate_out={tmp_path / 'out.npy'}"],
+      cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert child.returncode == 0, child.stderr[-3000:]
   assert "wrote 3 translations [3, 28, 28, 1] uint8 from step 8" in child.stdout
   got = np.load(tmp_path / "out.npy")
   want = evaluate.to_uint8(tr.translate(run.G, jax.device_get(run.state_g),
                                         edges.astype(np.float32) / 127.5 - 1))
   np.testing.assert_array_equal(got, want)
-  assert translate("again.npy").returncode == 0
-  assert np.load(tmp_path / "again.npy").tobytes() == got.tobytes()
-  # Wrong shape, wrong dtype: status 2 and a line that says what it needs.
+  again, _ = translation_tasks.translate_file(str(tmp_path / "b"), str(tmp_path / "in.npy"),
+                                              str(tmp_path / "again.npy"))
+  assert np.load(tmp_path / "again.npy").tobytes() == got.tobytes() == again.tobytes()
+  # A wrong shape or dtype is refused with what it needs, and nothing is written (the
+  # command line prints it as "error: ..." with status 2, as every jaxgan error).
   np.save(tmp_path / "rgb.npy", np.zeros((2, 28, 28, 3), np.uint8))
-  child = translate("x.npy", images="rgb.npy")
-  assert child.returncode == 2 and "translates uint8 images [N, 28, 28, 1]" in child.stderr
+  with pytest.raises(ConfigError, match=r"translates uint8 images \[N, 28, 28, 1\]"):
+    translation_tasks.translate_file(str(tmp_path / "b"), str(tmp_path / "rgb.npy"),
+                                     str(tmp_path / "x.npy"))
   np.save(tmp_path / "float.npy", np.zeros((2, 28, 28, 1), np.float32))
-  child = translate("x.npy", images="float.npy")
-  assert child.returncode == 2 and "must be uint8" in child.stderr
+  with pytest.raises(ConfigError, match="must be uint8"):
+    translation_tasks.translate_file(str(tmp_path / "b"), str(tmp_path / "float.npy"),
+                                     str(tmp_path / "x.npy"))
+  with pytest.raises(ConfigError, match="no file"):
+    translation_tasks.translate_file(str(tmp_path / "b"), str(tmp_path / "missing.npy"),
+                                     str(tmp_path / "x.npy"))
   assert not (tmp_path / "x.npy").exists()
 
 

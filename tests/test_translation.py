@@ -296,10 +296,10 @@ def test_cyclegan_with_pools_and_pix2pix_with_dropout_on_8_devices_equal_one_dev
   reference = run(lambda: tr.make_cyclegan_step(G(), G(), D(), D(), **kw), jax.jit)
   assert int(reference[1]["b"].step_state["pool_count"]) == 8
   axis = parallel.AXIS
+  # shard_map with its varying-axes checks (the pools must come out replicated); pmap runs
+  # the same step code (both mappings are compared for the noise families in
+  # test_parallel.py, and the loop test maps CycleGAN with pmap).
   make = lambda: tr.make_cyclegan_step(G(), G(), D(), D(), axis_name=axis, **kw)  # noqa: E731
-  pmap = run(make, lambda s: lambda sg, sd, b, k: parallel.pmap_step(s)(
-      sg, sd, parallel.split_batch(b), k))
-  assert_close(pmap, reference, name="cyclegan pmap", floor=1e-3)
   shard = run(make, lambda s: parallel.shard_map_step(s, parallel.data_mesh()))
   assert_close(shard, reference, name="cyclegan shard_map", floor=1e-3)
 

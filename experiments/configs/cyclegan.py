@@ -25,7 +25,7 @@ def get_config():
   config.n_layers_d = 2
   config.batch_size = 8
   config.steps = -1
-  config.cpu_steps = 2000
+  config.cpu_steps = 1000
   config.full_steps = 50_000
   config.sample_every = 250
   config.eval_every = 1000
