@@ -60,14 +60,7 @@ def main(argv):
     print(f"wrote {images.shape[0]} samples {list(images.shape)} uint8{which} from step "
           f"{meta['step']} of {os.path.abspath(_WORKDIR.value)} to {_SAMPLE_OUT.value}")
     return
-  result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  if result.state_g is None:
-    print(f"stopped before training; {os.path.abspath(_WORKDIR.value)} is as it was")
-    return
-  state = "stopped early; run again to resume" if result.preempted else "done"
-  print(f"step {result.step} ({state}); outputs in {os.path.abspath(_WORKDIR.value)}")
-  if result.grid:
-    print(f"samples: {os.path.abspath(result.grid)}")
+  cli.report(train.train_and_evaluate(_CONFIG.value, _WORKDIR.value), _WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -137,7 +137,12 @@ def translation_main(argv: list[str], config, workdir: str, translate_in: str | 
     print(f"wrote {images.shape[0]} translations{which} {list(images.shape)} uint8 from step "
           f"{meta['step']} of {os.path.abspath(workdir)} to {translate_out}")
     return
-  result = train.train_and_evaluate(config, workdir)
+  report(train.train_and_evaluate(config, workdir), workdir)
+
+
+def report(result, workdir: str) -> None:
+  """The lines an experiment prints when its run returns: how it ended, where the outputs
+  are, and the newest picture's path."""
   if result.state_g is None:
     print(f"stopped before training; {os.path.abspath(workdir)} is as it was")
     return

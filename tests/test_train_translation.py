@@ -13,7 +13,14 @@ import pytest
 from idx_files import blobs_idx_dir
 from PIL import Image
 from test_data import needs_fashion
-from test_train import ROOT, assert_bitwise_equal, jsonl
+from test_train import (
+  ROOT,
+  assert_bitwise_equal,
+  complete_checkpoints,
+  jsonl,
+  logged_steps,
+  wait_for,
+)
 
 from jaxgan import evaluate, train, translation_tasks
 from jaxgan import translation as tr
@@ -34,7 +41,8 @@ def tiny(blobs, family, **overrides):
   if family == "pix2pix":
     config.update(num_downs=2, task="edges", dropout_blocks=1)
   else:
-    config.update(n_blocks=1, domain_a=1, domain_b=2, pool_size=4)
+    # A constant rate: every CycleGAN run here, whatever its length, compiles one program.
+    config.update(n_blocks=1, domain_a=1, domain_b=2, pool_size=4, lr_schedule="constant")
   config.update(overrides)
   return config
 
@@ -142,3 +150,23 @@ def test_translation_config_errors_are_clear(blobs, tmp_path):
     train.train_and_evaluate({"family": "stylegan"}, str(tmp_path))
   with pytest.raises(ConfigError, match="domain_a and domain_b must differ"):
     train.train_and_evaluate(tiny(blobs, "cyclegan", domain_b=1), str(tmp_path))
+
+
+def test_ctrl_c_stops_a_cyclegan_run_at_a_saved_step_and_it_resumes(blobs, tmp_path):
+  import signal
+  import threading
+
+  def interrupt():
+    wait_for(lambda: logged_steps(tmp_path) >= 4)
+    os.kill(os.getpid(), signal.SIGINT)
+
+  thread = threading.Thread(target=interrupt, daemon=True)
+  thread.start()
+  config = tiny(blobs, "cyclegan", steps=10_000, checkpoint_every=1000)
+  stopped = train.train_and_evaluate(config, str(tmp_path))
+  thread.join()
+  assert stopped.preempted and 4 <= stopped.step < 10_000
+  assert complete_checkpoints(tmp_path)[-1] == stopped.step
+  # The same command again resumes from there (pools and all) and goes on.
+  resumed = train.train_and_evaluate({**config, "steps": stopped.step + 2}, str(tmp_path))
+  assert resumed.step == stopped.step + 2 and not resumed.preempted

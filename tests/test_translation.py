@@ -320,3 +320,38 @@ def test_cyclegan_with_pools_and_pix2pix_with_dropout_on_8_devices_equal_one_dev
   shard = run2(None, parallel.shard_map_step(tr.make_pix2pix_step(G2, D2, axis_name=axis),
                                              parallel.data_mesh()))
   assert_close(shard, reference, name="pix2pix shard_map", floor=1e-3)
+
+
+def test_fuse_steps_and_pmap_take_the_translation_steps_unchanged():
+  # Scalar networks (cheap to compile): the compositions are what is tested here.
+  rng = np.random.default_rng(3)
+  xs = {k: rng.uniform(-1, 1, (3, 16, 3, 3, 1)).astype(np.float32) for k in "ab"}
+  key = jax.random.key(5)
+  tx = optax.sgd(0.05)
+  nets_ = (Scale(0.5), Scale(1.5), PixelD((0.3,)), PixelD((-0.7,)))
+
+  def fresh(step):
+    return step.prepare_states(*tr.create_cyclegan_states(
+        jax.random.key(0), *nets_, tx, tx, shape_a=(3, 3, 1), shape_b=(3, 3, 1)))
+
+  step = tr.make_cyclegan_step(*nets_, pool_size=20)
+  sg, sd = fresh(step)
+  one = jax.jit(step)
+  for i in range(3):
+    sg, sd, m = one(sg, sd, {k: v[i] for k, v in xs.items()}, key)
+  reference = (sg, sd, m)
+  # K steps in one call (lax.scan): bit for bit the single steps.
+  sg_f, sd_f, m_f = jax.jit(parallel.fuse_steps(step, unroll=1))(*fresh(step), xs, key)
+  chex_equal = lambda a, b: all(np.array_equal(x, y) for x, y in  # noqa: E731
+                                zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+  assert chex_equal((sg_f, sd_f), reference[:2])
+  assert chex_equal(jax.tree.map(lambda v: v[-1], m_f), m)
+  # pmap over 8 devices: the pools run on the gathered global batch (16 images a step into
+  # a pool of 20: it fills in the second step and swaps in the third).
+  mapped = tr.make_cyclegan_step(*nets_, pool_size=20, axis_name=parallel.AXIS)
+  run = parallel.pmap_step(mapped)
+  sg, sd = fresh(mapped)
+  for i in range(3):
+    sg, sd, m = run(sg, sd, parallel.split_batch({k: v[i] for k, v in xs.items()}), key)
+  assert int(sd["b"].step_state["pool_count"]) == 20
+  assert_close((sg, sd, m), reference, name="cyclegan pmap")
