@@ -235,11 +235,12 @@ def _read_cached(path: str, target, log, quiet: bool = False):
 
 
 @contextlib.contextmanager
-def _file_lock(path: str, log=print, check=None):
+def _file_lock(path: str, log=print, check=None,
+               waiting: str = "another process is training the evaluation classifier"):
   """An exclusive advisory lock on ``path`` for the block (released if the process dies).
 
-  While another process holds it, says so once and waits, calling ``check`` (which raises
-  to stop: a signal) every 0.2 s. No lock where ``fcntl`` is missing (Windows).
+  While another process holds it, says so once (``waiting``) and waits, calling ``check``
+  (which raises to stop: a signal) every 0.2 s. No lock where ``fcntl`` is missing (Windows).
   """
   try:
     import fcntl
@@ -247,16 +248,15 @@ def _file_lock(path: str, log=print, check=None):
     yield
     return
   with open(path, "a") as f:
-    waiting = False
+    said = False
     while True:
       try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         break
       except BlockingIOError:
-        if not waiting:
-          log("jaxgan: another process is training the evaluation classifier; waiting for "
-              "its cache file.")
-          waiting = True
+        if not said:
+          log(f"jaxgan: {waiting}; waiting for its cache file.")
+          said = True
         if check is not None:
           check()
         time.sleep(0.2)
@@ -374,6 +374,12 @@ def classification_accuracy_score(images, labels, test, *, steps: int = 500, see
   return classifier_accuracy(model, params, data_lib.to_model_range(test.images), test.labels)
 
 
+def floor_index(num_train: int, num_samples: int) -> np.ndarray:
+  """The training images (sorted indices) whose measures are the floor: a fixed draw of
+  ``min(num_samples, num_train)``."""
+  return np.sort(np.random.default_rng(0).permutation(num_train)[:min(num_samples, num_train)])
+
+
 class Evaluator:
   """Frechet distance, class coverage and KL of generated images against a dataset; for a
   conditional generator also label accuracy, intra-class FD and (on request) CAS.
@@ -405,8 +411,7 @@ class Evaluator:
     if test.labels is not None:
       self.class_stats = {c: gaussian_stats(test_features[test.labels == c])
                           for c in range(self.num_classes) if np.sum(test.labels == c) >= 2}
-    index = np.sort(np.random.default_rng(0).permutation(len(train))[:min(num_samples,
-                                                                          len(train))])
+    index = floor_index(len(train), num_samples)
     self.floor_images = data_lib.to_model_range(train.images[index])
     self.floor_labels = None if train.labels is None else train.labels[index]
     floor = self(self.floor_images, self.floor_labels)

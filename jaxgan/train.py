@@ -44,6 +44,7 @@ from jaxgan import augment as augment_lib
 from jaxgan import checkpoint as ckpt_lib
 from jaxgan import data as data_lib
 from jaxgan import losses as losses_lib
+from jaxgan import metrics as metrics_lib
 from jaxgan import step as step_lib
 from jaxgan.errors import ConfigError, Error
 from jaxgan.state import NetState, abstract_states, create_states
@@ -71,7 +72,7 @@ STREAMS = {"data_order": ("permutation", "batches came in another order"),
 MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay", "lr_g", "lr_d",
               "b1", "b2", "batch_size", "compute_dtype", "fake_labels", "ac_weight", "lr_schedule",
               "weight_init", "augment", "ada_target", "ada_kimg", "r1_every", "style_mixing",
-              "pl_weight", "pl_every", "lazy_g_every")
+              "pl_weight", "pl_every", "lazy_g_every", "eval_metrics")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -143,6 +144,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.grid_size = 8  # sample grids of grid_size x grid_size images
   c.eval_every = 2000  # FD / coverage / KL every so many steps and at the end (0: off)
   c.eval_samples = -1  # generated images per evaluation; -1: 10,000 (2,000 on a CPU)
+  # What each evaluation measures, comma-separated: "classifier" (the library's classifier:
+  # FD, class coverage, KL; cheap) and Inception's "fid", "kid", "pr" (precision/recall),
+  # "dc" (density/coverage); see jaxgan.metrics (needs its weights; on a CPU an Inception
+  # evaluation of 2,000 samples takes minutes).
+  c.eval_metrics = "classifier"
   c.cas_steps = 500  # conditional runs, final evaluation: CAS classifier steps (0: no CAS)
   c.progress = True  # progress bar
   return c
@@ -200,6 +206,8 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
       (out.eval_every >= 0, f"eval_every must be >= 0 (0: off), got {out.eval_every}"),
       (out.eval_samples == -1 or out.eval_samples >= 2,
        f"eval_samples must be >= 2, or -1 for auto; got {out.eval_samples}"),
+      (_eval_metrics_error(out.eval_metrics) is None,
+       _eval_metrics_error(out.eval_metrics)),
       (out.batch_size >= 1, f"batch_size must be >= 1, got {out.batch_size}"),
       (out.latent_dim >= 1, f"latent_dim must be >= 1, got {out.latent_dim}"),
       (out.width > 0 and out.cpu_width > 0 and out.cpu_resnet_width > 0,
@@ -535,7 +543,38 @@ def load_train_data(config) -> tuple[str, data_lib.ArraySource]:
     return "fashion_mnist", data_lib.load_idx(data_lib.DEBIAN_FASHION_MNIST, "train")
 
 
+EVAL_METRICS = ("classifier", *metrics_lib.METRICS)
+
+
+def _eval_metrics_error(text) -> str | None:
+  try:
+    metrics_lib.parse_metrics(str(text), EVAL_METRICS)
+  except ValueError as e:
+    return f"eval_metrics: {e}"
+  return None
+
+
+def _inception_metrics(config) -> tuple[str, ...]:
+  return tuple(m for m in metrics_lib.parse_metrics(config.eval_metrics, EVAL_METRICS)
+               if m != "classifier")
+
+
+def _make_inception_evaluator(config, train_source, check: Callable[[], None] | None = None):
+  which = _inception_metrics(config)
+  if not which:
+    return None
+  test = train_source.split("test")
+  _notice(f"jaxgan: eval_metrics={config.eval_metrics}: each evaluation also passes "
+          f"{config.eval_samples:,} samples through Inception (the test split's and the "
+          "floor's features are computed once and cached).")
+  return metrics_lib.InceptionEvaluator(train_source, test, which=which,
+                                        num_samples=config.eval_samples, log=_notice,
+                                        check=check)
+
+
 def _make_evaluator(config, train_source, check: Callable[[], None] | None = None):
+  if "classifier" not in metrics_lib.parse_metrics(config.eval_metrics, EVAL_METRICS):
+    return None
   if train_source.labels is None:
     _notice(f"jaxgan: {train_source.description} has no labels, so there is no evaluation "
             "classifier; eval_every is ignored.")
@@ -734,6 +773,8 @@ def noise_task(config, stop: StopRequest) -> Task:
   facts["step_state"] = {"g": sorted(keeps[0]), "d": sorted(keeps[1])}
   tx_g, tx_d = make_optimizers(config)
   evaluator = _make_evaluator(config, full_source, stop.check) if config.eval_every else None
+  inception = (_make_inception_evaluator(config, full_source, stop.check)
+               if config.eval_every else None)
 
   def init_states(key):
     state_g, state_d = create_states(key, G, D, tx_g, tx_d, latent_dim=config.latent_dim,
@@ -749,14 +790,29 @@ def noise_task(config, stop: StopRequest) -> Task:
             config.grid_size)
 
   def evaluate_run(state_g, key, check, final):
-    images = _sample(G, state_g, key, evaluator.num_samples, check)
+    images = _sample(G, state_g, key, config.eval_samples, check)
     labels = balanced_labels(len(images), num_classes)
-    # An unconditional run's evaluation holds what it always held.
-    floors = evaluator.floors if labels is not None else {"fd_floor": evaluator.floor}
-    result = {**evaluator(images, labels), **floors}
-    if final and labels is not None and config.cas_steps:
-      result.update(evaluator.cas(images, labels, config.cas_steps))
+    result = {}
+    if evaluator is not None:
+      # An unconditional run's evaluation holds what it always held.
+      floors = evaluator.floors if labels is not None else {"fd_floor": evaluator.floor}
+      result.update({**evaluator(images, labels), **floors})
+      if final and labels is not None and config.cas_steps:
+        result.update(evaluator.cas(images, labels, config.cas_steps))
+    if inception is not None:
+      result.update({**inception(images), **inception.floors})
     return result
+
+  def summarize(step, evaluation):
+    lines = []
+    if evaluator is not None:
+      lines.append(summary(step, evaluation, evaluator, source.description))
+    else:
+      lines.append(f"jaxgan: evaluation at step {step} on {source.description}, "
+                   f"{config.eval_samples:,} samples:")
+    if inception is not None:
+      lines += ["  " + line for line in inception.summary(evaluation, config.eval_samples)]
+    return "\n".join(lines)
 
   # Lazy regularisation on a CPU: one compiled step per (R1, path length) pattern, chosen
   # from the step number, instead of lax.cond inside the step: XLA:CPU runs R1's second
@@ -777,9 +833,9 @@ def noise_task(config, stop: StopRequest) -> Task:
       abstract_states=lambda: _noise_abstract_states(config, G, D, tx_g, tx_d, image_shape,
                                                      num_classes),
       batches=lambda start: data_lib.batches(source, config.batch_size, config.seed, start),
-      grid=grid, evaluate=evaluate_run if evaluator is not None else None,
-      summary=lambda step, evaluation: summary(step, evaluation, evaluator,
-                                               source.description),
+      grid=grid,
+      evaluate=evaluate_run if evaluator is not None or inception is not None else None,
+      summary=summarize,
       must_match=MUST_MATCH, may_change=MAY_CHANGE, defaults=default_config().to_dict(),
       lazy_at=train_step.lazy_at if static_lazy else None, postfix=postfix)
 

