@@ -1,5 +1,6 @@
 """The benchmark scripts keep working, and their FLOP count agrees with XLA's."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxgan import models
+from jaxgan import data, models
+from jaxgan import metrics as metrics_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
@@ -163,3 +165,18 @@ def test_cyclegan_step_benchmark_runs():
   assert header["device"] and [r[:3] for r in rows] == [["tiny", "16x16x1", "2"]]
   seconds, images, compile_s = map(float, rows[0][3:])
   assert seconds > 0 and images == pytest.approx(2 / seconds, rel=0.01) and compile_s > 0
+
+
+@pytest.mark.skipif(not (metrics_lib.find_weights_file() and importlib.util.find_spec("torch")
+                         and os.path.exists(os.path.join(data.DEBIAN_FASHION_MNIST,
+                                                         "t10k-images-idx3-ubyte.gz")))
+                    and not os.environ.get("JAXGAN_REQUIRE_INCEPTION_REFERENCE"),
+                    reason="needs the Inception weights, PyTorch and Fashion-MNIST "
+                           "(see tests/test_metrics.py)")
+def test_inception_features_benchmark_runs_both_networks():
+  header, rows = run_table_benchmark("inception_features.py", "--num=4", "--batch=2")
+  assert header["images"] == 4 and [r[0] for r in rows] == ["jaxgan", "reference"]
+  for row in rows:
+    per_s, per_1000 = float(row[1]), float(row[2])
+    assert per_s > 0 and per_1000 == pytest.approx(1000 / per_s, rel=0.01)
+  assert float(rows[0][4]) <= 1e-4  # the same features as the reference
