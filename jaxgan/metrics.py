@@ -719,13 +719,13 @@ def dataset_features(images, description: str, *, mode: str = "tensorflow",
                      check: Callable[[], None] | None = None) -> np.ndarray:
   """:func:`inception_features` of real images, cached on disk (keyed by the images'
   bytes, the preprocessing and the weights' version), so a dataset split is featurised
-  once: ``<cache>/inception/features/<description>-<digest>.npy``."""
+  once: ``<cache>/inception/features/<digest>.npy`` (``description`` is for the messages
+  only: the same images under another name are found)."""
   images = as_uint8(images)
-  h = hashlib.sha256(f"{description}|{mode}|{CONVERTED_FILE}|{images.shape}".encode())
+  h = hashlib.sha256(f"{mode}|{CONVERTED_FILE}|{images.shape}".encode())
   h.update(np.ascontiguousarray(images).data)
-  slug = "".join(c if c.isalnum() else "_" for c in description).strip("_")[:60]
   path = os.path.join(cache_dir(directory), "inception", "features",
-                      f"{slug}-{h.hexdigest()[:16]}.npy")
+                      f"{h.hexdigest()[:24]}.npy")
   if os.path.isfile(path):
     try:
       return np.load(path)
@@ -802,8 +802,7 @@ def main(argv: list[str] | None = None) -> int:
     params = load_inception()
   except InceptionWeightsError as e:
     return fail(str(e))
-  reference = f"{real.description}, split {args.split}" + (
-      f", the first {len(images):,}" if args.max_real > 0 else "")
+  reference = real.description + (f", the first {len(images):,}" if args.max_real > 0 else "")
   real_features = dataset_features(images, reference, mode=args.preprocessing, params=params)
   gen_features = inception_features(samples, params, mode=args.preprocessing)
   values = measures(gen_features, real_features, which)
