@@ -362,7 +362,7 @@ def test_the_command_says_what_is_wrong_with_its_input(tmp_path, capsys):
 
 
 @needs_weights
-def test_the_loop_reports_inception_measures_and_their_floors(small_fashion, tmp_path):
+def test_the_loop_reports_inception_measures_and_their_floors(small_fashion, tmp_path, capsys):
   from jaxgan import train
 
   config = dict(dataset=f"idx:{small_fashion}", model="mlp", latent_dim=16, batch_size=32,
@@ -385,6 +385,11 @@ def test_the_loop_reports_inception_measures_and_their_floors(small_fashion, tmp
   for name, value in floor.items():
     assert ev[f"inception_{name}_floor"] == pytest.approx(value, rel=1e-6, abs=1e-9)
   assert ev["inception_fid"] > ev["inception_fid_floor"]  # 10 steps of an MLP: far from real
+  printed = capsys.readouterr().out
+  assert "16 generated vs 32 real images" in printed
+  assert (f"FID {ev['inception_fid']:.2f} (real images: {ev['inception_fid_floor']:.2f})"
+          in printed)
+  assert f"precision {ev['inception_precision']:.3f}" in printed
   with open(tmp_path / "metrics.jsonl") as f:
     logged = [json.loads(line) for line in f]
   assert [r["eval"]["inception_kid"] for r in logged if "eval" in r] == [ev["inception_kid"]]
