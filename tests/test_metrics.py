@@ -58,17 +58,17 @@ def _reference_features(torch, net, images_uint8):
 
 @pytest.fixture(scope="module")
 def reference_and_ours():
-  """Features of 64 real test and 64 real training images, from both networks."""
+  """Features of 32 real test and 32 real training images, from both networks."""
   import torch
 
   test, train = data.load_idx(FASHION, "test"), data.load_idx(FASHION, "train")
-  images = {"test": test.images[:64], "train": train.images[:64]}
+  images = {"test": test.images[:32], "train": train.images[:32]}
   with warnings.catch_warnings():  # torch 2.13 deprecates TorchScript loading
     warnings.simplefilter("ignore", DeprecationWarning)
     net = torch.jit.load(metrics.find_weights_file()).eval()
   reference = {k: _reference_features(torch, net, v) for k, v in images.items()}
   params = metrics.load_inception()
-  ours = {k: metrics.inception_features(v, params, batch_size=64) for k, v in images.items()}
+  ours = {k: metrics.inception_features(v, params, batch_size=32) for k, v in images.items()}
   return reference, ours
 
 
@@ -86,12 +86,17 @@ def test_features_of_real_images_match_the_reference_network(reference_and_ours)
 @needs_reference
 def test_fid_between_two_real_sets_matches_the_reference_network(reference_and_ours):
   reference, ours = reference_and_ours
-  # The reference side: pytorch-fid's formula (scipy's sqrtm of the product).
+  # The reference side: pytorch-fid's formula (scipy's sqrtm of the product), on the
+  # reference network's features. With n < 2048 both covariances live in the span of the
+  # centred features, so the traces are those of the covariances restricted to it (a
+  # 62 x 62 sqrtm instead of 2048 x 2048, the same number).
   a, b = reference["test"].astype(np.float64), reference["train"].astype(np.float64)
-  s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+  basis, _ = np.linalg.qr(np.concatenate([a - a.mean(0), b - b.mean(0)]).T)
+  s1, s2 = (basis.T @ np.cov(x, rowvar=False) @ basis for x in (a, b))
   covmean = scipy.linalg.sqrtm(s1 @ s2).real
   expected = float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(s1) + np.trace(s2)
                    - 2 * np.trace(covmean))
+  np.testing.assert_allclose(np.trace(s1), np.trace(np.cov(a, rowvar=False)), rtol=1e-10)
   got = metrics.fid(ours["test"], ours["train"])
   assert expected > 1.0  # two different real sets: a clearly nonzero distance
   assert abs(got - expected) <= 1e-3 * expected, (got, expected)
@@ -303,7 +308,7 @@ def test_prdc_match_loops_over_the_definitions_on_gaussians():
 
 @pytest.fixture(scope="module")
 def small_fashion(tmp_path_factory):
-  """An IDX directory of 128 real training and 32 real test images of Fashion-MNIST (or of
+  """An IDX directory of 128 real training and 16 real test images of Fashion-MNIST (or of
   blobs where the Debian files are missing)."""
   from idx_files import blobs_idx_dir, write_idx
 
@@ -312,11 +317,11 @@ def small_fashion(tmp_path_factory):
     train, test = data.load_idx(FASHION, "train"), data.load_idx(FASHION, "test")
     write_idx(path / "train-images-idx3-ubyte.gz", train.images[:128, ..., 0])
     write_idx(path / "train-labels-idx1-ubyte.gz", train.labels[:128].astype(np.uint8))
-    write_idx(path / "t10k-images-idx3-ubyte.gz", test.images[:32, ..., 0])
-    write_idx(path / "t10k-labels-idx1-ubyte.gz", test.labels[:32].astype(np.uint8))
+    write_idx(path / "t10k-images-idx3-ubyte.gz", test.images[:16, ..., 0])
+    write_idx(path / "t10k-labels-idx1-ubyte.gz", test.labels[:16].astype(np.uint8))
   else:
     blobs_idx_dir(path, n=128)
-    other = blobs_idx_dir(path / "t", n=32, seed=1)
+    other = blobs_idx_dir(path / "t", n=16, seed=1)
     for kind in ("images-idx3", "labels-idx1"):
       os.replace(other / f"train-{kind}-ubyte.gz", path / f"t10k-{kind}-ubyte.gz")
   return path
@@ -326,7 +331,7 @@ def small_fashion(tmp_path_factory):
 def test_the_command_scores_a_samples_file_against_a_split(small_fashion, tmp_path, capsys):
   train = data.load_idx(str(small_fashion), "train")
   test = data.load_idx(str(small_fashion), "test")
-  samples = train.images[:16]
+  samples = train.images[:8]
   np.save(tmp_path / "s.npy", samples)
   code = metrics.main([f"--samples={tmp_path / 's.npy'}", f"--dataset=idx:{small_fashion}",
                        "--split=test"])
@@ -334,9 +339,10 @@ def test_the_command_scores_a_samples_file_against_a_split(small_fashion, tmp_pa
   assert code == 0, out.err
   params = metrics.load_inception()
   gen = metrics.inception_features(samples, params)
-  real = metrics.inception_features(test.images, params)
+  # The split's features: by their bytes (a cache hit unless the command used others).
+  real = metrics.dataset_features(test.images, "the small test split", params=params)
   expected = metrics.measures(gen, real)
-  assert "16 generated vs 32 real images" in out.out
+  assert "8 generated vs 16 real images" in out.out
   assert "preprocessing tensorflow" in out.out
   assert f"FID {expected['fid']:.2f}" in out.out
   assert f"KID {1e3 * expected['kid']:.2f} x 1e-3" in out.out
@@ -367,7 +373,7 @@ def test_the_loop_reports_inception_measures_and_their_floors(small_fashion, tmp
 
   config = dict(dataset=f"idx:{small_fashion}", model="mlp", latent_dim=16, batch_size=32,
                 steps=10, log_every=5, checkpoint_every=10, sample_every=10, grid_size=4,
-                progress=False, eval_every=10, eval_samples=16, eval_metrics="fid,kid,pr,dc",
+                progress=False, eval_every=10, eval_samples=8, eval_metrics="fid,kid,pr,dc",
                 num_devices=1)
   result = train.train_and_evaluate(config, str(tmp_path))
   ev = result.evaluation
@@ -375,18 +381,20 @@ def test_the_loop_reports_inception_measures_and_their_floors(small_fashion, tmp
   assert sorted(k for k in ev if not k.endswith("_floor")) == sorted(
       f"inception_{n}" for n in names)
   assert "fd" not in ev  # no classifier was asked for
-  # The floor: the same 16 training images the classifier's floor uses, against the split.
+  # The floor: the same 8 training images the classifier's floor uses, against the split
+  # (features by the images' bytes: cache hits unless the loop used other images).
   params = metrics.load_inception()
-  index = train.evaluate.floor_index(128, 16)
+  index = train.evaluate.floor_index(128, 8)
   source = data.load_idx(str(small_fashion), "train")
-  floor = metrics.measures(metrics.inception_features(source.images[index], params),
-                           metrics.inception_features(
-                               data.load_idx(str(small_fashion), "test").images, params))
+  floor = metrics.measures(
+      metrics.dataset_features(source.images[index], "floor", params=params),
+      metrics.dataset_features(data.load_idx(str(small_fashion), "test").images, "test",
+                               params=params))
   for name, value in floor.items():
     assert ev[f"inception_{name}_floor"] == pytest.approx(value, rel=1e-6, abs=1e-9)
   assert ev["inception_fid"] > ev["inception_fid_floor"]  # 10 steps of an MLP: far from real
   printed = capsys.readouterr().out
-  assert "16 generated vs 32 real images" in printed
+  assert "8 generated vs 16 real images" in printed
   assert (f"FID {ev['inception_fid']:.2f} (real images: {ev['inception_fid_floor']:.2f})"
           in printed)
   assert f"precision {ev['inception_precision']:.3f}" in printed
