@@ -67,9 +67,6 @@ def test_same_key_bit_identical_different_key_different():
   assert tree_equal(a, b)
   assert not np.array_equal(a[2]["fake_logits"], c[2]["fake_logits"])
   assert not tree_equal(a[0].params, c[0].params)
-  # A legacy uint32 key gives the same result as the typed key it wraps.
-  legacy = step(sg, sd, batch, jax.random.key_data(jax.random.key(5)))
-  assert tree_equal(a, legacy)
 
 
 def test_each_call_draws_fresh_noise_from_the_same_root_key():
@@ -83,6 +80,10 @@ def test_each_call_draws_fresh_noise_from_the_same_root_key():
   _, _, m2 = step(sg1, sd1, batch, jax.random.key(0))
   assert m1["real_logits"] == m2["real_logits"]  # same D, same real batch
   assert m1["fake_logits"] != m2["fake_logits"]  # new latent vectors
+  # A legacy uint32 key gives the same result as the typed key it wraps (its own
+  # compilation: on this small pair rather than the DCGAN above).
+  legacy = step(sg, sd, batch, jax.random.key_data(jax.random.key(0)))
+  assert tree_equal(legacy, (sg1, sd1, m1))
 
 
 def test_step_is_pure_and_donatable():
