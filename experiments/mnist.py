@@ -6,7 +6,10 @@ r"""Trains a GAN on MNIST (offline: Fashion-MNIST), evaluates it, exports sample
   python experiments/mnist.py --config.model=resnet --config.conditional=True --workdir=DIR
   python experiments/mnist.py --config=experiments/configs/cifar10.py --workdir=DIR
 
-Every field of experiments/configs/mnist.py can be overridden with --config.field=value.
+Without an accelerator (and without --config.steps) it makes the short CPU run: 4,000 steps
+of a class-conditional DCGAN at half width, about 8 minutes on a 2-core CPU; on a GPU or TPU
+the full 20,000-step run. Every field of experiments/configs/mnist.py can be overridden with
+--config.field=value, and a field set so stays set in the CPU run too.
 Running again on the same workdir resumes. SIGTERM or Ctrl-C at any moment (loading, training,
 evaluating, saving, exporting) stops within seconds, saves what there is and exits 0.
 With --sample_out it trains nothing: it writes uint8 [N, 28, 28, 1] images from the newest
@@ -24,6 +27,7 @@ for _sig in (signal.SIGTERM, signal.SIGINT):
   signal.signal(_sig, lambda signum, frame: _EARLY_SIGNALS.append(signum))
 
 import os  # noqa: E402
+import sys  # noqa: E402
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -60,7 +64,9 @@ def main(argv):
     print(f"wrote {images.shape[0]} samples {list(images.shape)} uint8{which} from step "
           f"{meta['step']} of {os.path.abspath(_WORKDIR.value)} to {_SAMPLE_OUT.value}")
     return
-  cli.report(train.train_and_evaluate(_CONFIG.value, _WORKDIR.value), _WORKDIR.value)
+  # What the command line sets stays set in the CPU run (its recipe fills in the rest).
+  config = train.prefer_given(_CONFIG.value, cli.config_fields_given(sys.argv))
+  cli.report(train.train_and_evaluate(config, _WORKDIR.value), _WORKDIR.value)
 
 
 if __name__ == "__main__":

@@ -88,6 +88,15 @@ def define_config(path: str, help_text: str = "Training config; override fields 
          f"--helpfull; the defaults are in {path}.")
 
 
+def config_fields_given(argv: Sequence[str], name: str = "config") -> list[str]:
+  """The top-level fields of ``--name.field=value`` (or ``--name.field value``) overrides
+  in ``argv``, in order: what the caller set on the command line."""
+  prefix = f"--{name}."
+  fields = [a[len(prefix):].split("=", 1)[0].split(".", 1)[0] for a in argv
+            if a.startswith(prefix)]
+  return list(dict.fromkeys(fields))
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)

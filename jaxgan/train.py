@@ -134,6 +134,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.cpu_steps = CPU_STEPS  # auto on a CPU-only machine: a run of minutes ...
   c.cpu_width = 0.5  # ... with a DCGAN (or StyleGAN2) of half the channels (4x fewer FLOPs)
   c.cpu_resnet_width = 0.125  # ... or a ResNet of G 32, D 16 channels
+  # ... and these settings, "field=value,field=value" (e.g. "conditional=True"): the CPU
+  # run's recipe where it differs from the full run's. Empty: the config's own.
+  c.cpu_recipe = ""
   c.seed = 0
   c.parallel = "pmap"  # pmap | shard_map
   c.num_devices = 0  # 0: every device; n: the first n (one process only)
@@ -235,6 +238,10 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
   ]
   for every in ("log_every", "checkpoint_every", "sample_every", "keep_checkpoints"):
     checks.append((out[every] >= 1, f"{every} must be >= 1, got {out[every]}"))
+  try:
+    parse_cpu_recipe(out.cpu_recipe)
+  except ConfigError as e:
+    checks.append((False, str(e)))
   bad = [message for ok, message in checks if not ok]
   if bad:
     raise ConfigError("Invalid config: " + "; ".join(bad) + ".")
@@ -500,12 +507,60 @@ def stop_on_signals():
 
 # -- data, evaluation, the run's length -------------------------------------------------------
 
+# Fields a CPU recipe may not set: the run length and width have their own cpu_ fields,
+# and the rest say what the run is rather than how it trains.
+_NOT_IN_CPU_RECIPE = ("steps", "width", "full_steps", "cpu_steps", "cpu_width",
+                      "cpu_resnet_width", "cpu_recipe", "family", "dataset", "data_dir")
+
+
+def parse_cpu_recipe(text: str) -> dict:
+  """``"field=value,field=value"`` as ``{field: value}``, each value of its field's type in
+  ``default_config()`` (bools: True/False). Raises ``ConfigError`` naming a bad item."""
+  defaults = default_config()
+  recipe = {}
+  for item in (t.strip() for t in str(text).split(",")):
+    if not item:
+      continue
+    name, eq, value = (p.strip() for p in item.partition("="))
+    if not eq or name not in defaults or name in _NOT_IN_CPU_RECIPE:
+      why = ("is not field=value" if not eq else
+             "is set by its own cpu_ field or is not a training setting"
+             if name in _NOT_IN_CPU_RECIPE else "is not a config field")
+      raise ConfigError(f"cpu_recipe: {item!r} {why} (write it as \"field=value,...\", e.g. "
+                        "\"conditional=True,ema_decay=0.999\"; empty: the config's own recipe)")
+    kind = type(defaults[name])
+    try:
+      if kind is bool:
+        if value.lower() not in ("true", "false", "1", "0"):
+          raise ValueError(value)
+        recipe[name] = value.lower() in ("true", "1")
+      else:
+        recipe[name] = kind(value)
+    except ValueError:
+      raise ConfigError(f"cpu_recipe: {name}={value!r} is not of type {kind.__name__}") from None
+  return recipe
+
+
+def prefer_given(config: ml_collections.ConfigDict,
+                 given: Sequence[str]) -> ml_collections.ConfigDict:
+  """``config`` with the fields in ``given`` (set on the command line) kept in a CPU run:
+  dropped from ``cpu_recipe``, and a given ``width`` used as the CPU width too."""
+  config = ml_collections.ConfigDict(config.to_dict() if isinstance(
+      config, ml_collections.ConfigDict) else dict(config))
+  if "cpu_recipe" in config:
+    recipe = parse_cpu_recipe(config.cpu_recipe)
+    config.cpu_recipe = ",".join(f"{k}={v}" for k, v in recipe.items() if k not in given)
+  if "width" in given:
+    config.cpu_width = config.cpu_resnet_width = config.width
+  return config
+
+
 def resolve_auto(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills ``steps=-1`` and ``eval_samples=-1`` for this machine, saying which it chose.
 
-  On a CPU-only machine the run is ``cpu_steps`` long with DCGAN ``width=cpu_width``, a run
-  of minutes that still leaves recognisable samples; on a GPU or TPU it is the full-length
-  ``full_steps`` with the config's width.
+  On a CPU-only machine the run is ``cpu_steps`` long with DCGAN ``width=cpu_width`` and the
+  settings of ``cpu_recipe``, a run of minutes that still leaves recognisable samples; on a
+  GPU or TPU it is the full-length ``full_steps`` with the config's width and recipe.
   """
   config = ml_collections.ConfigDict(config.to_dict())
   on_cpu = jax.default_backend() == "cpu"
@@ -514,11 +569,21 @@ def resolve_auto(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   if config.steps == -1:
     config.steps = config.cpu_steps if on_cpu else config.full_steps
     if on_cpu:
+      recipe = parse_cpu_recipe(config.cpu_recipe)
+      with config.ignore_type():
+        config.update(recipe)
+      try:
+        config = complete_config(config)  # the recipe's values, checked
+      except ConfigError as e:
+        raise ConfigError(f"{str(e).rstrip('.')} (in the CPU run's cpu_recipe="
+                          f"{config.cpu_recipe!r}: set --config.cpu_recipe, or --config.steps "
+                          "for the config's own recipe)") from None
       config.width = {"dcgan": config.cpu_width, "stylegan2": config.cpu_width,
                       "resnet": config.cpu_resnet_width}.get(config.model, config.width)
+      settings = "".join(f", {k}={v}" for k, v in recipe.items())
       _notice(f"jaxgan: no accelerator found, so this is the short CPU run: {config.steps:,} "
-              f"steps, width {config.width} (on a GPU or TPU the default is the full run, "
-              f"{config.full_steps:,} steps). Set --config.steps to choose.")
+              f"steps, width {config.width}{settings} (on a GPU or TPU the default is the full "
+              f"run, {config.full_steps:,} steps). Set --config.steps to choose.")
     else:
       _notice(f"jaxgan: {jax.device_count()} x {jax.devices()[0].device_kind}: the full run, "
               f"{config.steps:,} steps. Set --config.steps to choose.")

@@ -1,6 +1,7 @@
 """The experiments' command line: a caller's mistake is one message and status 2, a bug a
 traceback (jaxgan.cli)."""
 
+import json
 import os
 import subprocess
 import sys
@@ -95,3 +96,23 @@ def test_an_unexpected_exception_keeps_its_traceback(tmp_path):
   assert child.returncode == 1
   assert "Traceback" in child.stderr and "RuntimeError: a bug" in child.stderr
   assert "error: " not in child.stderr
+
+
+def test_the_cpu_recipe_fills_in_what_the_command_line_does_not_set(blobs, tmp_path):
+  # steps=-1 on this CPU: cpu_steps long, with cpu_recipe's settings except the given lr_g.
+  flags = small(blobs, steps=-1, cpu_steps=2, cpu_recipe="ema_decay=0.5,lr_g=0.01",
+                lr_g=0.003)
+  child = cli(f"--workdir={tmp_path}", *flags)
+  assert child.returncode == 0, child.stderr[-3000:]
+  notice = next(line for line in child.stderr.splitlines() if "short CPU run" in line)
+  assert "2 steps" in notice and "ema_decay=0.5" in notice and "lr_g" not in notice, notice
+  with open(tmp_path / "checkpoints" / "2" / "meta" / "metadata") as f:
+    config = json.load(f)["config"]
+  assert (config["steps"], config["ema_decay"], config["lr_g"]) == (2, 0.5, 0.003)
+  # A recipe that names a field it may not set, or a bad value, is a usage error.
+  assert_usage_error(cli(f"--workdir={tmp_path / 'a'}", "--config.cpu_recipe=steps=3"),
+                     "cpu_recipe: 'steps=3'", "field=value")
+  assert_usage_error(cli(f"--workdir={tmp_path / 'b'}", *small(blobs, steps=-1,
+                                                               cpu_recipe="lr_d=-1")),
+                     "learning rates must be > 0", "cpu_recipe='lr_d=-1")
+  assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b" / "checkpoints")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import runpy
 import subprocess
 import sys
 
@@ -98,3 +99,38 @@ def test_the_run_length_follows_the_backend(capfd, monkeypatch):
   full = train.resolve_auto(train.complete_config({}))
   assert (full.steps, full.eval_samples, full.width) == (20_000, 10_000, 1.0)
   assert "the full run, 20,000 steps" in capfd.readouterr().err
+
+
+def test_the_cpu_recipe_applies_to_the_auto_cpu_run_only(capfd, monkeypatch):
+  given = {"cpu_recipe": "conditional=True,ema_decay=0.995,batch_size=32"}
+  cpu = train.resolve_auto(train.complete_config(given))
+  assert (cpu.conditional, cpu.ema_decay, cpu.batch_size) == (True, 0.995, 32)
+  assert "width 0.5, conditional=True, ema_decay=0.995, batch_size=32" in capfd.readouterr().err
+  # An explicit length is the config's own recipe; so is the full run on an accelerator.
+  explicit = train.resolve_auto(train.complete_config({**given, "steps": 7}))
+  assert (explicit.conditional, explicit.ema_decay, explicit.batch_size) == (False, 0.999, 256)
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  full = train.resolve_auto(train.complete_config(given))
+  assert (full.conditional, full.ema_decay, full.steps) == (False, 0.999, 20_000)
+  # What the command line sets stays: dropped from the recipe, and a given width kept.
+  kept = train.prefer_given(train.complete_config({**given, "width": 0.75}),
+                            ["ema_decay", "width"])
+  assert kept.cpu_recipe == "conditional=True,batch_size=32"
+  assert kept.cpu_width == kept.cpu_resnet_width == 0.75
+  with pytest.raises(train.ConfigError, match="cpu_recipe: 'conditional' is not field=value"):
+    train.complete_config({"cpu_recipe": "conditional"})
+  with pytest.raises(train.ConfigError, match="batch_size='3.5' is not of type int"):
+    train.complete_config({"cpu_recipe": "batch_size=3.5"})
+
+
+def test_the_mnist_cpu_run_is_conditional_and_the_full_run_is_not(monkeypatch):
+  get_config = runpy.run_path(os.path.join(ROOT, "experiments", "configs", "mnist.py"))[
+      "get_config"]
+  cpu = train.resolve_auto(train.complete_config(get_config()))
+  assert (cpu.steps, cpu.width, cpu.conditional, cpu.model) == (4000, 0.5, True, "dcgan")
+  # The command line's own choice stays (here: unconditional).
+  mine = train.prefer_given(get_config(), ["conditional"])
+  assert train.resolve_auto(train.complete_config(mine)).conditional is False
+  monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
+  full = train.resolve_auto(train.complete_config(get_config()))
+  assert (full.steps, full.width, full.conditional) == (20_000, 1.0, False)
