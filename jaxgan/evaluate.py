@@ -138,8 +138,9 @@ class Classifier(nn.Module):
 
 
 def train_classifier(source, *, steps: int = 1500, batch_size: int = 128, seed: int = 0,
-                     learning_rate: float = 1e-3, check=None) -> dict:
-  """Trains ``Classifier`` on a labelled ``jaxgan.data.ArraySource``; returns its params.
+                     learning_rate: float = 1e-3, check=None, progress: bool = True) -> dict:
+  """Trains ``Classifier`` on a labelled ``jaxgan.data.ArraySource``; returns its params
+  (with a progress bar unless ``progress`` is false).
 
   ``check``, when given, is called before every step; it raises to stop the training
   (e.g. on SIGTERM), and nothing is returned or cached then.
@@ -167,7 +168,7 @@ def train_classifier(source, *, steps: int = 1500, batch_size: int = 128, seed: 
 
   batches = data_lib.batches(source, batch_size, seed)
   for _ in tqdm(range(steps), desc="classifier", unit="step", leave=False,
-                disable=jax.process_index() != 0):
+                disable=not progress or jax.process_index() != 0):
     if check is not None:
       check()
     _, batch = next(batches)
@@ -180,7 +181,7 @@ def _slug(text: str) -> str:
 
 
 def load_classifier(source, cache_dir: str | None = None, log=print, steps: int = 1500,
-                    check=None) -> tuple[Classifier, dict]:
+                    check=None, progress: bool = True) -> tuple[Classifier, dict]:
   """The classifier for ``source``'s dataset, trained once (``steps`` Adam steps of 128
   examples) and cached on disk.
 
@@ -212,7 +213,7 @@ def load_classifier(source, cache_dir: str | None = None, log=print, steps: int 
       return model, cached
     log(f"jaxgan: training the evaluation classifier on {source.description} (once; cached "
         f"in {path}).")
-    params = train_classifier(source, steps=steps, check=check)
+    params = train_classifier(source, steps=steps, check=check, progress=progress)
     with open(path + ".tmp", "wb") as f:
       f.write(serialization.to_bytes(params))
     os.replace(path + ".tmp", path)
@@ -359,7 +360,7 @@ def classifier_accuracy(model: Classifier, params: dict, images, labels) -> floa
 
 
 def classification_accuracy_score(images, labels, test, *, steps: int = 500, seed: int = 0,
-                                  check=None) -> float:
+                                  check=None, progress: bool = True) -> float:
   """CAS (Ravuri & Vinyals, 2019): the test accuracy of a classifier trained only on
   ``images`` (in [-1, 1], with their ``labels``), on the real ``test`` split.
 
@@ -369,7 +370,7 @@ def classification_accuracy_score(images, labels, test, *, steps: int = 500, see
   """
   source = data_lib.ArraySource(to_uint8(images), np.asarray(labels, np.int32),
                                 "images for the classification accuracy score")
-  params = train_classifier(source, steps=steps, seed=seed, check=check)
+  params = train_classifier(source, steps=steps, seed=seed, check=check, progress=progress)
   model = Classifier(num_classes=source.num_classes)
   return classifier_accuracy(model, params, data_lib.to_model_range(test.images), test.labels)
 
@@ -399,8 +400,10 @@ class Evaluator:
   """
 
   def __init__(self, train, test, *, num_samples: int = 10_000, cache_dir: str | None = None,
-               log=print, check=None):
-    self.model, self.params = load_classifier(train, cache_dir, log, check=check)
+               log=print, check=None, progress: bool = True):
+    self.model, self.params = load_classifier(train, cache_dir, log, check=check,
+                                              progress=progress)
+    self.progress = progress  # the classifiers' progress bars
     self.num_classes = self.model.num_classes
     self.num_samples = num_samples
     self.train, self.test, self.check = train, test, check
@@ -439,7 +442,8 @@ class Evaluator:
     comparison, of as many real training images (computed once per ``steps``)."""
     if steps not in self._cas_real:
       self._cas_real[steps] = classification_accuracy_score(
-          self.floor_images, self.floor_labels, self.test, steps=steps, check=self.check)
+          self.floor_images, self.floor_labels, self.test, steps=steps, check=self.check,
+          progress=self.progress)
     return {"cas": classification_accuracy_score(images, labels, self.test, steps=steps,
-                                                 check=self.check),
+                                                 check=self.check, progress=self.progress),
             "cas_real": self._cas_real[steps]}

@@ -645,7 +645,8 @@ def _make_evaluator(config, train_source, check: Callable[[], None] | None = Non
             "classifier; eval_every is ignored.")
     return None
   return evaluate.Evaluator(train_source, train_source.split("test"),
-                            num_samples=config.eval_samples, log=_notice, check=check)
+                            num_samples=config.eval_samples, log=_notice, check=check,
+                            progress=config.progress)
 
 
 def balanced_labels(num: int, num_classes: int) -> np.ndarray | None:

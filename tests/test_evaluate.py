@@ -222,14 +222,20 @@ def test_label_accuracy_and_intra_fd_on_real_images(fashion_evaluator):
 
 
 @needs_fashion
-def test_classification_accuracy_score(fashion_evaluator):
+def test_classification_accuracy_score(fashion_evaluator, capfd):
   evaluator, train, test = fashion_evaluator
   images, labels = evaluator.floor_images, evaluator.floor_labels
   scores = evaluator.cas(images, labels, steps=200)
+  assert "classifier:" in capfd.readouterr().err  # its training shows a progress bar ...
   # Real training images as the "generated" set: the score of real data itself.
   assert scores["cas"] == pytest.approx(scores["cas_real"], abs=1e-9)
   assert scores["cas_real"] > 0.7
   # Labels that say nothing about the images: a classifier at chance on real test images.
-  shuffled = evaluator.cas(images, np.random.default_rng(1).permutation(labels), steps=200)
+  evaluator.progress = False  # ... unless the run's progress=False
+  try:
+    shuffled = evaluator.cas(images, np.random.default_rng(1).permutation(labels), steps=200)
+  finally:
+    evaluator.progress = True
+  assert "classifier:" not in capfd.readouterr().err
   assert shuffled["cas"] == pytest.approx(0.1, abs=0.06)
   assert shuffled["cas_real"] == scores["cas_real"]  # computed once
