@@ -7,7 +7,7 @@ r"""Trains a GAN on MNIST (offline: Fashion-MNIST), evaluates it, exports sample
   python experiments/mnist.py --config=experiments/configs/cifar10.py --workdir=DIR
 
 Without an accelerator (and without --config.steps) it makes the short CPU run: 4,000 steps
-of a class-conditional DCGAN at half width, about 8 minutes on a 2-core CPU; on a GPU or TPU
+of a class-conditional DCGAN at half width, about 7 minutes on a 2-core CPU; on a GPU or TPU
 the full 20,000-step run. Every field of experiments/configs/mnist.py can be overridden with
 --config.field=value, and a field set so stays set in the CPU run too.
 Running again on the same workdir resumes. SIGTERM or Ctrl-C at any moment (loading, training,

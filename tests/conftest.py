@@ -22,17 +22,16 @@ os.environ.setdefault("JAXGAN_CACHE_DIR",
                       os.path.join(os.path.dirname(os.path.dirname(__file__)), ".pytest_cache",
                                    "jaxgan"))
 
-# The modules with the longest tests first (measured with --durations on a fresh clone,
-# BUILD_NOTES.md "Build and test"): with two workers, a long test that starts last keeps
-# one core busy while the other idles. Each module's tests stay together and in order
+# The modules with the longest tests first (measured with --durations on a fresh clone;
+# BUILD_NOTES.md, "Under the budget again"): with two workers, a long test that starts
+# last keeps one core busy while the other idles. Each module's tests stay together and in order
 # (module-scoped fixtures are set up once per worker).
 LONGEST_FIRST = ("test_train.py", "test_stylegan2_step.py", "test_readme.py", "test_toy.py",
                  "test_parallel.py", "test_train_conditional.py", "test_train_stylegan2.py",
                  "test_metrics.py", "test_evaluate.py", "test_sweep.py", "test_conditional.py")
 
 
-def pytest_collection_modifyitems(config, items):
-  del config
+def pytest_collection_modifyitems(items):
   rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
   first = {}  # module -> its first position, to keep the other modules in collection order
   for i, item in enumerate(items):
