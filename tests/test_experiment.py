@@ -127,12 +127,12 @@ def test_the_mnist_cpu_run_is_conditional_and_the_full_run_is_not(monkeypatch):
   get_config = runpy.run_path(os.path.join(ROOT, "experiments", "configs", "mnist.py"))[
       "get_config"]
   cpu = train.resolve_auto(train.complete_config(get_config()))
-  assert (cpu.steps, cpu.width, cpu.conditional, cpu.model, cpu.loss) == (
-      5000, 0.5, True, "dcgan", "hinge")
+  assert (cpu.steps, cpu.width, cpu.conditional, cpu.model, cpu.loss, cpu.b1, cpu.b2) == (
+      5000, 0.5, True, "dcgan", "hinge", 0.0, 0.9)
   # The command line's own choice stays (here: unconditional).
   mine = train.prefer_given(get_config(), ["conditional"])
   assert train.resolve_auto(train.complete_config(mine)).conditional is False
   monkeypatch.setattr(jax, "default_backend", lambda: "tpu")
   full = train.resolve_auto(train.complete_config(get_config()))
-  assert (full.steps, full.width, full.conditional, full.loss) == (
-      20_000, 1.0, False, "non_saturating")
+  assert (full.steps, full.width, full.conditional, full.loss, full.b1, full.b2) == (
+      20_000, 1.0, False, "non_saturating", 0.5, 0.999)
