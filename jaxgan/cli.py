@@ -17,6 +17,7 @@ shows the traceback instead. Any other exception is a bug and keeps its tracebac
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 
@@ -95,6 +96,24 @@ def config_fields_given(argv: Sequence[str], name: str = "config") -> list[str]:
   fields = [a[len(prefix):].split("=", 1)[0].split(".", 1)[0] for a in argv
             if a.startswith(prefix)]
   return list(dict.fromkeys(fields))
+
+
+def longer_cpu_run(argv: Sequence[str], step: int, steps: int) -> str | None:
+  """The command that goes on with a finished auto CPU run (``steps=-1`` on a CPU-only
+  machine) to ``steps``: the same arguments with ``--config.cpu_steps=steps`` in place of
+  any given, so that it resumes the same run (``cpu_steps`` is not a setting a checkpoint
+  must match). None when the run is already that long."""
+  if step >= steps:
+    return None
+  args, skip = [], False
+  for a in argv[1:]:
+    if skip:
+      skip = False
+    elif a == "--config.cpu_steps":
+      skip = True  # the "--flag value" spelling
+    elif not a.startswith("--config.cpu_steps="):
+      args.append(a)
+  return "python " + shlex.join([argv[0], *args, f"--config.cpu_steps={steps}"])
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

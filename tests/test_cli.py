@@ -3,6 +3,7 @@ traceback (jaxgan.cli)."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -109,6 +110,21 @@ def test_the_cpu_recipe_fills_in_what_the_command_line_does_not_set(blobs, tmp_p
   with open(tmp_path / "checkpoints" / "2" / "meta" / "metadata") as f:
     config = json.load(f)["config"]
   assert (config["steps"], config["ema_decay"], config["lr_g"]) == (2, 0.5, 0.003)
+  # Its last line is the command that goes on with the same run to 15,000 steps; run with a
+  # shorter target, it resumes the run (a change of a setting the checkpoint records would
+  # be refused), under the recipe's settings again.
+  last = child.stdout.rstrip().splitlines()[-1]
+  assert last.startswith("cleaner samples") and "resumes at step 2" in last, child.stdout
+  command = shlex.split(last[last.index("python "):])
+  without = [a for a in flags if not a.startswith("--config.cpu_steps=")]
+  assert command == ["python", MNIST, f"--workdir={tmp_path}", *without,
+                     "--config.cpu_steps=15000"]
+  more = cli(*command[2:-1], "--config.cpu_steps=4")
+  assert more.returncode == 0, more.stderr[-3000:]
+  assert "resumed from step 2" in more.stderr and "step 4 (done)" in more.stdout, more.stderr
+  with open(tmp_path / "checkpoints" / "4" / "meta" / "metadata") as f:
+    config = json.load(f)["config"]
+  assert (config["steps"], config["ema_decay"], config["lr_g"]) == (4, 0.5, 0.003)
   # A recipe that names a field it may not set, or a bad value, is a usage error.
   assert_usage_error(cli(f"--workdir={tmp_path / 'a'}", "--config.cpu_recipe=steps=3"),
                      "cpu_recipe: 'steps=3'", "field=value")
@@ -116,3 +132,15 @@ def test_the_cpu_recipe_fills_in_what_the_command_line_does_not_set(blobs, tmp_p
                                                                cpu_recipe="lr_d=-1")),
                      "learning rates must be > 0", "cpu_recipe='lr_d=-1")
   assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b" / "checkpoints")
+
+
+def test_the_longer_cpu_run_keeps_the_arguments_and_replaces_the_length():
+  from jaxgan.cli import longer_cpu_run
+
+  argv = ["experiments/mnist.py", "--workdir=my dir", "--config.cpu_steps", "50",
+          "--config.seed=1", "--config.cpu_steps=60"]
+  assert longer_cpu_run(argv, 60, 15_000) == (
+      "python experiments/mnist.py '--workdir=my dir' --config.seed=1 --config.cpu_steps=15000")
+  assert longer_cpu_run(["mnist.py"], 5000, 15_000) == (
+      "python mnist.py --config.cpu_steps=15000")
+  assert longer_cpu_run(["mnist.py"], 15_000, 15_000) is None  # already that long
