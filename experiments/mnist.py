@@ -10,7 +10,7 @@ Without an accelerator (and without --config.steps) it makes the short CPU run: 
 of a class-conditional DCGAN at half width (hinge loss, Adam betas (0, 0.9)), about 8 minutes
 on a 2-core CPU; on a GPU or TPU the full 20,000-step run. At its end the CPU run prints the
 command that goes on with it to 15,000 steps (the same arguments and --config.cpu_steps=15000:
-it resumes, about 15 more minutes there), which draws cleaner bags and sandals. Every field of
+it resumes; 13.5 more minutes there), which draws cleaner bags and sandals. Every field of
 experiments/configs/mnist.py can be overridden with --config.field=value, and a field set so
 stays set in the CPU run too.
 Running again on the same workdir resumes. SIGTERM or Ctrl-C at any moment (loading, training,
@@ -46,8 +46,8 @@ _SAMPLE_OUT = flags.DEFINE_string("sample_out", None,
                                   "of class i % num_classes.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 1000, "How many samples --sample_out writes.")
 _SAMPLE_SEED = flags.DEFINE_integer("sample_seed", 0, "Seed of the exported samples' latents.")
-# What the end of the short CPU run suggests: 3x its length, where both measured seeds'
-# bags have handles and FD falls from ~3.6 to ~2.3 (BUILD_NOTES.md, "The first run").
+# What the end of the short CPU run suggests: 3x its length, where FD falls from ~3.6 to
+# 2.3-2.4 at both measured seeds and the bags get handles (BUILD_NOTES.md, "Third round").
 _LONGER_CPU_STEPS = 15_000
 
 
@@ -77,7 +77,7 @@ def main(argv):
   cli.report(result, _WORKDIR.value)
   if config.steps == -1 and result.grid and not result.preempted and jax.default_backend() == "cpu":
     more = cli.longer_cpu_run(sys.argv, result.step, _LONGER_CPU_STEPS)
-    if more:  # the short CPU run is limited by time, not by the model: more steps help
+    if more:  # the short run is limited by its length: more steps help
       print(f"cleaner samples (bags, sandals): go on with this run to "
             f"{_LONGER_CPU_STEPS:,} steps (it resumes at step {result.step:,}): {more}")
 
