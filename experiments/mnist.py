@@ -32,7 +32,6 @@ for _sig in (signal.SIGTERM, signal.SIGINT):
 import os  # noqa: E402
 import sys  # noqa: E402
 
-import jax  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 
 from jaxgan import cli, train  # noqa: E402
@@ -75,7 +74,7 @@ def main(argv):
   config = train.prefer_given(_CONFIG.value, cli.config_fields_given(sys.argv))
   result = train.train_and_evaluate(config, _WORKDIR.value)
   cli.report(result, _WORKDIR.value)
-  if config.steps == -1 and result.grid and not result.preempted and jax.default_backend() == "cpu":
+  if train.is_auto_cpu_run(config) and result.grid and not result.preempted:
     more = cli.longer_cpu_run(sys.argv, result.step, _LONGER_CPU_STEPS)
     if more:  # the short run is limited by its length: more steps help
       print(f"cleaner samples (bags, sandals): go on with this run to "

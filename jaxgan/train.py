@@ -555,6 +555,12 @@ def prefer_given(config: ml_collections.ConfigDict,
   return config
 
 
+def is_auto_cpu_run(config) -> bool:
+  """Whether ``resolve_auto`` makes ``config`` the CPU run (``steps=-1`` on a CPU-only
+  machine): ``cpu_steps`` long, at ``cpu_width``, with ``cpu_recipe``'s settings."""
+  return config.steps == -1 and jax.default_backend() == "cpu"
+
+
 def resolve_auto(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """Fills ``steps=-1`` and ``eval_samples=-1`` for this machine, saying which it chose.
 
@@ -567,8 +573,9 @@ def resolve_auto(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict
   if config.eval_samples == -1:
     config.eval_samples = 2000 if on_cpu else 10_000
   if config.steps == -1:
-    config.steps = config.cpu_steps if on_cpu else config.full_steps
-    if on_cpu:
+    auto_cpu = is_auto_cpu_run(config)
+    config.steps = config.cpu_steps if auto_cpu else config.full_steps
+    if auto_cpu:
       recipe = parse_cpu_recipe(config.cpu_recipe)
       with config.ignore_type():
         config.update(recipe)
