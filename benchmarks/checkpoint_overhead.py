@@ -3,7 +3,7 @@ r"""Does checkpointing stall training? Step time of the real loop with and witho
   python benchmarks/checkpoint_overhead.py                       # MLP pair, batch 64, CPU
   python benchmarks/checkpoint_overhead.py --model=dcgan --steps=200 --every=20
 
-Runs ``jaxgan.train.train_and_evaluate`` three times on offline Fashion-MNIST with the same
+Runs ``jaxgan.training.train_and_evaluate`` three times on offline Fashion-MNIST with the same
 config, each in a fresh workdir:
 
 * ``none``: no checkpoint until the end (the final save is outside the timed window);
@@ -25,21 +25,23 @@ import tempfile
 
 import jax
 
-from jaxgan import checkpoint, train
+from jaxgan.training import checkpoint as ckpt_lib
+from jaxgan.training import config as config_lib
+from jaxgan.training import loop
 
 
 def timed_run(config: dict, blocking: bool) -> float:
   """Seconds per step between the first and the last logged step."""
-  original = checkpoint.Checkpoints.save
+  original = ckpt_lib.Checkpoints.save
 
   def blocking_save(self, step, arrays, meta):
     original(self, step, arrays, meta)
     self.wait()
 
-  checkpoint.Checkpoints.save = blocking_save if blocking else original
+  ckpt_lib.Checkpoints.save = blocking_save if blocking else original
   try:
     with tempfile.TemporaryDirectory() as workdir:
-      train.train_and_evaluate(config, workdir)
+      loop.train_and_evaluate(config, workdir)
       with open(os.path.join(workdir, "metrics.jsonl")) as f:
         records = [json.loads(line) for line in f]
       size = sum(os.path.getsize(os.path.join(root, name))
@@ -47,14 +49,14 @@ def timed_run(config: dict, blocking: bool) -> float:
                  for name in names) / max(len(os.listdir(os.path.join(workdir, "checkpoints"))),
                                           1)
   finally:
-    checkpoint.Checkpoints.save = original
+    ckpt_lib.Checkpoints.save = original
   first, last = records[0], records[-1]
   return (last["time"] - first["time"]) / (last["step"] - first["step"]), size
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--model", default="mlp", choices=train.MODELS)
+  parser.add_argument("--model", default="mlp", choices=config_lib.MODELS)
   parser.add_argument("--dataset", default="fashion_mnist")
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--steps", type=int, default=400)

@@ -7,7 +7,7 @@ The small StyleGAN2 discriminator (``jaxgan.models.stylegan2_small``) on a batch
 (``sum |d D(x) / d x|^2``, a second derivative), each compiled alone and inside a
 ``lax.cond`` branch that is taken; the median of 3 calls after a warm-up. The reason the
 experiment's loop runs lazy regularisation as separate compiled steps on a CPU
-(BUILD_NOTES.md, issue 17).
+(BUILD_NOTES.md, "Lazy regularisation on a CPU").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ r"""Images per second of the CycleGAN step: the experiment's 28x28 pair and the 
   python benchmarks/cyclegan_step.py                         # both presets
   python benchmarks/cyclegan_step.py --presets=mnist --batch=8
 
-One jitted ``jaxgan.translation.make_cyclegan_step`` call (both generators, then both
+One jitted ``jaxgan.steps.cyclegan.make_cyclegan_step`` call (both generators, then both
 discriminators through image pools of 50) on random images, compiled with
 ``jaxgan.cpu.compiler_options()``; the figure is the median time per call over
 ``--repeats`` calls after one warm-up (compilation). Images per second counts the pairs
@@ -25,8 +25,8 @@ import jax
 import optax
 
 import jaxgan
-from jaxgan import translation
 from jaxgan.models import PatchDiscriminator, ResNetTranslator
+from jaxgan.steps import cyclegan as cyclegan_step
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from timing import median_seconds  # noqa: E402
@@ -43,8 +43,8 @@ def step_seconds(preset: str, batch: int, repeats: int) -> tuple[float, float]:
   G = lambda: ResNetTranslator(shape[-1], ngf, blocks)  # noqa: E731
   D = lambda: PatchDiscriminator(ndf, layers)  # noqa: E731
   tx = optax.adam(2e-4, b1=0.5)
-  step = translation.make_cyclegan_step(G(), G(), D(), D())
-  states = list(step.prepare_states(*translation.create_cyclegan_states(
+  step = cyclegan_step.make_cyclegan_step(G(), G(), D(), D())
+  states = list(step.prepare_states(*cyclegan_step.create_cyclegan_states(
       jax.random.key(0), G(), G(), D(), D(), tx, tx, shape_a=shape, shape_b=shape)))
   data = {"a": jax.random.uniform(jax.random.key(1), (batch, *shape), minval=-1, maxval=1),
           "b": jax.random.uniform(jax.random.key(2), (batch, *shape), minval=-1, maxval=1)}

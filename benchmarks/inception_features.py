@@ -1,5 +1,5 @@
 r"""Inception feature extraction: images per second (and seconds per 1,000 images) of
-``jaxgan.metrics.inception_features`` on real Fashion-MNIST test images, beside the
+``jaxgan.evaluators.inception.inception_features`` on real Fashion-MNIST test images, beside the
 reference TorchScript network on the same images and the same CPU, with the features'
 largest relative difference.
 
@@ -29,7 +29,8 @@ import warnings
 import jax
 import numpy as np
 
-from jaxgan import data, metrics
+from jaxgan.data import sources
+from jaxgan.evaluators import inception as inception_lib
 
 
 def nv_bilinear(torch, x, size=(299, 299)):
@@ -50,7 +51,7 @@ def torch_features(images: np.ndarray, batch: int) -> tuple[np.ndarray, float, f
 
   with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    net = torch.jit.load(metrics.find_weights_file()).eval()
+    net = torch.jit.load(inception_lib.find_weights_file()).eval()
 
   def run(chunk):
     x = torch.from_numpy(chunk).permute(0, 3, 1, 2).float().repeat(1, 3, 1, 1)
@@ -68,12 +69,12 @@ def torch_features(images: np.ndarray, batch: int) -> tuple[np.ndarray, float, f
 
 def jax_features(images: np.ndarray, batch: int) -> tuple[np.ndarray, float, float]:
   # The one-time conversion notice goes to stderr: stdout is the table.
-  params = metrics.load_inception(log=lambda line: print(line, file=sys.stderr, flush=True))
+  params = inception_lib.load_inception(log=lambda line: print(line, file=sys.stderr, flush=True))
   start = time.perf_counter()
-  metrics.inception_features(images[:batch], params, batch_size=batch, progress=False)
+  inception_lib.inception_features(images[:batch], params, batch_size=batch, progress=False)
   warm = time.perf_counter() - start
   start = time.perf_counter()
-  out = metrics.inception_features(images, params, batch_size=batch, progress=False)
+  out = inception_lib.inception_features(images, params, batch_size=batch, progress=False)
   return out, time.perf_counter() - start, warm
 
 
@@ -84,7 +85,7 @@ def main() -> None:
   parser.add_argument("--no-torch", dest="torch", action="store_false",
                       help="skip the reference TorchScript row")
   args = parser.parse_args()
-  images = data.load_idx(data.DEBIAN_FASHION_MNIST, "test").images[:args.num]
+  images = sources.load_idx(sources.DEBIAN_FASHION_MNIST, "test").images[:args.num]
   have_torch = args.torch and importlib.util.find_spec("torch") is not None
   header = {"device": str(jax.devices()[0]), "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(), "jax": jax.__version__, "images": len(images),

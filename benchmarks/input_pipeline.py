@@ -5,7 +5,7 @@ r"""The input pipeline's time per batch next to the train step's, and whether th
 
 Reports the median time of: preparing one host batch (indices for (seed, step), gather,
 uint8 -> [-1, 1]); placing it on the device; one jitted DCGAN train step on a batch
-already on the device; and one step of the real loop, fed through ``data.Prefetch``. If
+already on the device; and one step of the real loop, fed through ``pipeline.Prefetch``. If
 the last is no slower than the step alone, the step is not waiting on data.
 """
 
@@ -20,7 +20,8 @@ import optax
 from timing import median_seconds
 
 import jaxgan
-from jaxgan import data, models
+from jaxgan import models
+from jaxgan.data import pipeline, sources
 
 
 def main():
@@ -31,8 +32,8 @@ def main():
   parser.add_argument("--out", default="")
   args = parser.parse_args()
 
-  source = data.load(args.dataset, "train")
-  it = data.batches(source, args.batch, seed=0)
+  source = sources.load(args.dataset, "train")
+  it = pipeline.batches(source, args.batch, seed=0)
   host = median_seconds(lambda: next(it), args.steps)
   batch = next(it)[1]
   place = median_seconds(lambda: jax.block_until_ready(jax.device_put(batch)), args.steps)
@@ -53,7 +54,8 @@ def main():
   jax.block_until_ready((state_g, m))
   step_only = (time.perf_counter() - start) / args.steps
 
-  with data.Prefetch(data.batches(source, args.batch, seed=0), place=jax.device_put) as feed:
+  batches = pipeline.batches(source, args.batch, seed=0)
+  with pipeline.Prefetch(batches, place=jax.device_put) as feed:
     _, b = next(feed)
     state_g, state_d, m = step(state_g, state_d, b, key)
     jax.block_until_ready(m)

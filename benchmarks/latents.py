@@ -10,7 +10,7 @@ variants timed in alternating rounds:
 
 * ``jaxgan``: ``jaxgan.sample_latent`` (``jaxgan.rng``: one written-out Threefry hash per
   pair of values, from the key and the example's global index);
-* ``fold_in``: jaxgan 0.2.0's scheme, ``vmap(fold_in)(key, index)`` then
+* ``fold_in``: the obvious scheme, ``vmap(fold_in)(key, index)`` then
   ``jax.random.normal`` per example (two hashes per value, jaxlib's own lowering, which on
   the CPU is a rolled loop);
 * ``normal``: one ``jax.random.normal(key, (batch, dim))`` (not per example: the figure of

@@ -11,8 +11,9 @@ three variants:
 * ``cond, plain step``: the one compiled step at a step that does not regularise
   (``state_g.step % 16 != 0``): what 15 steps in 16 cost;
 * ``cond, R1 step``: the same compiled step at a step that does (the extra D update);
-* ``static, R1 step``: the step compiled for an R1 step (``lazy=(True, False)``, no
-  conditional): the two-compiled-functions alternative on its 1 step in 16;
+* ``static, R1 step``: the step compiled for an R1 step (``lazy=(True, False)``, as
+  ``TrainStep.at`` fixes it; no conditional): the two-compiled-functions alternative on
+  its 1 step in 16;
 * ``static, plain step``: compiled for a plain step (``lazy=(False, False)``): that
   alternative on the other 15.
 
@@ -24,7 +25,7 @@ of each variant. Prints the machine and versions first, as JSON.
 from __future__ import annotations
 
 import argparse
-import functools
+import dataclasses
 import json
 import os
 import platform
@@ -84,7 +85,7 @@ def measure(preset: str, batch: int, repeats: int, width: float = 1.0,
     compile_s = 0.0
     if lazy not in compiled:
       start = time.perf_counter()
-      fn = functools.partial(raw, lazy=lazy)
+      fn = dataclasses.replace(raw, lazy=lazy)
       compiled[lazy] = jax.jit(fn, compiler_options=jaxgan.cpu.compiler_options()).lower(
           sg, sd, data, key).compile()
       compile_s = time.perf_counter() - start

@@ -15,30 +15,13 @@ same output. A bad setting prints "error: ..." and exits with status 2.
 
 import signal
 
-# Preemption can come at any moment, also while the imports below run: record it now.
+# Preemption can come at any moment, also while the imports below run (seconds): record it
+# now, and hand it to the library's handler at the start of main.
 _EARLY_SIGNALS: list[int] = []
 for _sig in (signal.SIGTERM, signal.SIGINT):
   signal.signal(_sig, lambda signum, frame: _EARLY_SIGNALS.append(signum))
 
-import os  # noqa: E402
-
-from absl import flags  # noqa: E402
-
 from jaxgan import cli  # noqa: E402
 
-_CONFIG = cli.define_config(os.path.join(os.path.dirname(__file__), "configs", "pix2pix.py"))
-_WORKDIR = flags.DEFINE_string("workdir", "workdirs/pix2pix",
-                               "Checkpoints, metrics, TensorBoard events and pictures go here.")
-_IN = flags.DEFINE_string("translate_in", None, "Translate this .npy of uint8 images [N, H, W, "
-                          "C] with the newest checkpoint, and exit.")
-_OUT = flags.DEFINE_string("translate_out", None, "Where --translate_in's translations go "
-                           "(.npy, uint8).")
-
-
-def main(argv):
-  cli.translation_main(argv, _CONFIG.value, _WORKDIR.value, _IN.value, _OUT.value, "ab",
-                       pending=_EARLY_SIGNALS)
-
-
 if __name__ == "__main__":
-  cli.run(main)
+  cli.experiment_main(__file__, "pix2pix", "pix2pix", pending=_EARLY_SIGNALS)

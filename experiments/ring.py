@@ -11,9 +11,10 @@ import json
 import os
 import time
 
+import toy
 from absl import flags
 
-from jaxgan import cli, toy
+from jaxgan import cli
 
 _CONFIG = cli.define_config(os.path.join(os.path.dirname(__file__), "configs", "ring.py"))
 _WORKDIR = flags.DEFINE_string("workdir", "workdirs/ring", "Where outputs are written.")

@@ -1,11 +1,9 @@
 """Command-line programs on jaxgan: a bad input prints as its message, not as a traceback.
 
-The experiments are written as::
+Every experiment is ``experiment_main`` over its config file::
 
-    _CONFIG = cli.define_config(os.path.join(os.path.dirname(__file__), "configs", "mnist.py"))
-    ...
     if __name__ == "__main__":
-      cli.run(main)
+      cli.experiment_main(__file__, "mnist")  # experiments/configs/mnist.py
 
 A mistake of the caller (a misspelt or ill-typed ``--config`` field, a flag absl cannot
 parse, and every ``jaxgan.errors.Error``: an unknown loss, a batch that does not divide
@@ -77,6 +75,11 @@ def define_config(path: str, help_text: str = "Training config; override fields 
   """
   from ml_collections import config_flags
 
+  from jaxgan.training.config import REMOVED
+
+  removed = removed_fields_given(sys.argv[1:], name)
+  if removed:
+    fail("; ".join(f"--{name}.{f} was removed: {REMOVED[f]}" for f in removed) + ".")
   try:
     return config_flags.DEFINE_config_file(name, path, help_text)
   except Exception as e:  # noqa: BLE001 - the overrides or the config file are the input
@@ -89,31 +92,31 @@ def define_config(path: str, help_text: str = "Training config; override fields 
          f"--helpfull; the defaults are in {path}.")
 
 
-def config_fields_given(argv: Sequence[str], name: str = "config") -> list[str]:
-  """The top-level fields of ``--name.field=value`` (or ``--name.field value``) overrides
-  in ``argv``, in order: what the caller set on the command line."""
+def removed_fields_given(argv: Sequence[str], name: str = "config") -> list[str]:
+  """The ``--name.field`` overrides in ``argv`` of fields that were removed."""
+  from jaxgan.training.config import REMOVED
+
   prefix = f"--{name}."
   fields = [a[len(prefix):].split("=", 1)[0].split(".", 1)[0] for a in argv
             if a.startswith(prefix)]
-  return list(dict.fromkeys(fields))
+  return [f for f in dict.fromkeys(fields) if f in REMOVED]
 
 
-def longer_cpu_run(argv: Sequence[str], step: int, steps: int) -> str | None:
-  """The command that goes on with a finished auto CPU run (``steps=-1`` on a CPU-only
-  machine) to ``steps``: the same arguments with ``--config.cpu_steps=steps`` in place of
-  any given, so that it resumes the same run (``cpu_steps`` is not a setting a checkpoint
-  must match). None when the run is already that long."""
+def longer_run(argv: Sequence[str], step: int, steps: int) -> str | None:
+  """The command that goes on with a finished run to ``steps``: the same arguments with
+  ``--config.steps=steps`` in place of any given (a run resumes under another length).
+  None when the run is already that long."""
   if step >= steps:
     return None
   args, skip = [], False
   for a in argv[1:]:
     if skip:
       skip = False
-    elif a == "--config.cpu_steps":
+    elif a == "--config.steps":
       skip = True  # the "--flag value" spelling
-    elif not a.startswith("--config.cpu_steps="):
+    elif not a.startswith("--config.steps="):
       args.append(a)
-  return "python " + shlex.join([argv[0], *args, f"--config.cpu_steps={steps}"])
+  return "python " + shlex.join([argv[0], *args, f"--config.steps={steps}"])
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -122,7 +125,13 @@ def _parse_flags(argv: list[str]) -> list[str]:
   except flags.Error as e:
     if wants_traceback(argv):
       raise
-    fail(f"{e} (every flag: --helpfull)")
+    text = str(e)
+    # A config file that raised one of ours (an unknown variant, say): its message alone,
+    # not the traceback config_flags puts in the flag's error.
+    ours = [line for line in text.splitlines() if line.startswith("jaxgan.errors.")]
+    if ours:
+      fail(f"--{text.split('=', 1)[0].split('--', 1)[-1]}: {ours[-1].split(': ', 1)[1]}")
+    fail(f"{text} (every flag: --helpfull)")
 
 
 def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> None:
@@ -139,33 +148,113 @@ def run(main: Callable[[list[str]], object], argv: list[str] | None = None) -> N
   app.run(guarded, argv=argv, flags_parser=_parse_flags)
 
 
-def translation_main(argv: list[str], config, workdir: str, translate_in: str | None,
-                     translate_out: str | None, direction: str,
-                     pending: Sequence[int] = ()) -> None:
-  """The main of ``experiments/pix2pix.py`` and ``experiments/cyclegan.py``: train (or
-  resume) in ``workdir``, or, with ``translate_in``, translate a .npy of uint8 images with
-  the newest checkpoint into ``translate_out`` and exit. ``pending``: signals the script
-  recorded before its imports."""
-  from jaxgan import train, translation_tasks
+# What each experiment's family offers on the command line besides training.
+_SAMPLE_FAMILIES = ("noise",)
+_TRANSLATE_FAMILIES = ("pix2pix", "cyclegan")
 
-  train.install_stop_handlers(pending=pending)
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are --name=value).")
-  from absl import logging
 
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO level
-  if translate_in or translate_out:
-    if not (translate_in and translate_out):
-      raise Error("--translate_in and --translate_out go together: the uint8 images to "
-                  "translate (.npy) and where to write the translations.")
-    images, meta = translation_tasks.translate_file(workdir, translate_in, translate_out,
-                                                    direction)
-    which = f" ({direction})" if meta["config"]["family"] == "cyclegan" else ""
-    print(f"wrote {images.shape[0]} translations{which} {list(images.shape)} uint8 from step "
-          f"{meta['step']} of {os.path.abspath(workdir)} to {translate_out}")
+def experiment_main(script: str, name: str, family: str = "noise", *,
+                    pending: Sequence[int] = (), longer: tuple[int, str] | None = None) -> None:
+  """The main of every experiment (``experiments/NAME.py``): train (or resume) in
+  ``--workdir`` with ``experiments/configs/NAME.py``; or, without training, export samples
+  of the newest checkpoint (``--sample_out``; noise-to-image) or translate a file with it
+  (``--translate_in``; pix2pix, CycleGAN).
+
+  Args:
+    script: the experiment's ``__file__`` (its configs are beside it).
+    name: the experiment's name: its config file and default workdir.
+    family: ``noise``, ``pix2pix`` or ``cyclegan``: which flags it offers.
+    pending: signals the script recorded before its imports, handled first.
+    longer: ``(steps, what)``: after a finished CPU-variant run shorter than ``steps``,
+      print the command that goes on with it to ``steps`` and what that brings.
+  """
+  config = define_config(os.path.join(os.path.dirname(os.path.abspath(script)), "configs",
+                                      f"{name}.py"))
+  workdir = flags.DEFINE_string("workdir", f"workdirs/{name}", "Checkpoints, metrics, "
+                                "TensorBoard events and pictures go here.")
+  extra = _define_outputs(family)
+
+  def main(argv):
+    from jaxgan import training
+
+    # For the rest of the process, teardown included: a signal stops at the next safe point.
+    training.install_stop_handlers(pending=pending)
+    if len(argv) > 1:
+      raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])} (flags are "
+                           "--name=value).")
+    from absl import logging
+
+    if not flags.FLAGS["verbosity"].present:
+      logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO level
+    if family in _SAMPLE_FAMILIES and extra["sample_out"].value:
+      return _export(workdir.value, extra)
+    if family in _TRANSLATE_FAMILIES and (extra["translate_in"].value
+                                          or extra["translate_out"].value):
+      return _translate(workdir.value, extra)
+    result = training.train_and_evaluate(config.value, workdir.value)
+    report(result, workdir.value)
+    if (longer and config.value.get("variant") == "cpu" and result.grid
+        and not result.preempted):
+      more = longer_run(sys.argv, result.step, longer[0])
+      if more:  # the CPU run is limited by its length: more steps help
+        print(f"{longer[1]}: go on with this run to {longer[0]:,} steps (it resumes at step "
+              f"{result.step:,}): {more}")
+
+  run(main)
+
+
+def _define_outputs(family: str) -> dict:
+  if family in _SAMPLE_FAMILIES:
+    return {
+        "sample_out": flags.DEFINE_string(
+            "sample_out", None, "Write samples of the newest checkpoint to this .npy file "
+            "and exit without training. For a conditional run, image i is of class "
+            "i % num_classes."),
+        "num_samples": flags.DEFINE_integer("num_samples", 1000,
+                                            "How many samples --sample_out writes."),
+        "sample_seed": flags.DEFINE_integer("sample_seed", 0,
+                                            "Seed of the exported samples' latents.")}
+  out = {"translate_in": flags.DEFINE_string(
+             "translate_in", None, "Translate this .npy of uint8 images [N, H, W, C] with the "
+             "newest checkpoint, and exit."),
+         "translate_out": flags.DEFINE_string(
+             "translate_out", None, "Where --translate_in's translations go (.npy, uint8).")}
+  if family == "cyclegan":
+    out["direction"] = flags.DEFINE_enum(
+        "direction", "ab", ["ab", "ba"], "--translate_in's direction: ab (A -> B) or ba "
+        "(B -> A).")
+  return out
+
+
+def _export(workdir: str, extra: dict) -> None:
+  from jaxgan import training
+
+  out = extra["sample_out"].value
+  try:
+    images, meta = training.export_samples(workdir, out, extra["num_samples"].value,
+                                           extra["sample_seed"].value)
+  except training.Stopped as stopped:
+    print(f"stopped ({stopped}) before writing {out}; nothing was written. Run the same "
+          "command again to export.")
     return
-  report(train.train_and_evaluate(config, workdir), workdir)
+  classes = meta.get("num_classes") or 0
+  which = f" (image i of class i % {classes})" if classes else ""
+  print(f"wrote {images.shape[0]} samples {list(images.shape)} uint8{which} from step "
+        f"{meta['step']} of {os.path.abspath(workdir)} to {out}")
+
+
+def _translate(workdir: str, extra: dict) -> None:
+  from jaxgan import training
+
+  path_in, path_out = extra["translate_in"].value, extra["translate_out"].value
+  if not (path_in and path_out):
+    raise Error("--translate_in and --translate_out go together: the uint8 images to "
+                "translate (.npy) and where to write the translations.")
+  direction = extra["direction"].value if "direction" in extra else "ab"
+  images, meta = training.translate_file(workdir, path_in, path_out, direction)
+  which = f" ({direction})" if meta["config"]["family"] == "cyclegan" else ""
+  print(f"wrote {images.shape[0]} translations{which} {list(images.shape)} uint8 from step "
+        f"{meta['step']} of {os.path.abspath(workdir)} to {path_out}")
 
 
 def report(result, workdir: str) -> None:

@@ -1,4 +1,4 @@
-"""XLA:CPU compiler options for the training step (the CPU side of issue 7).
+"""XLA:CPU compiler options for the training step.
 
 jaxlib 0.10 hands each convolution to YNNPACK on the CPU (XLA's
 ``xla_cpu_experimental_ynn_fusion_type`` includes ``individual_convolution`` by default).

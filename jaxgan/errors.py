@@ -20,3 +20,8 @@ class ConfigError(Error, ValueError):
 
 class InputTypeError(Error, TypeError):
   """An argument has a type jaxgan cannot use."""
+
+
+def positive_int(value) -> bool:
+  """Whether ``value`` is an int >= 1 (a bool is not): the check of every count setting."""
+  return isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -21,6 +21,7 @@ for one of the replicas, so use the returned states and drop the old ones.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -32,7 +33,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from jaxgan import data as data_lib
+from jaxgan.data import order as order_lib
+from jaxgan.data import sources
 from jaxgan.errors import ConfigError
 
 AXIS = "data"
@@ -153,10 +155,11 @@ def split_batch(batch: Mapping[str, Any], num_devices: int | None = None,
 
 
 def _step_axis(step_fn: Callable, axis_name: str) -> None:
-  config = getattr(step_fn, "config", None)
-  if config is not None and config.axis_name != axis_name:
+  # jaxgan's steps are dataclasses with their axis as a field; a user's function may be anything.
+  made_with = getattr(step_fn, "axis_name", axis_name)
+  if made_with != axis_name:
     raise ConfigError(
-        f"The train step was made with axis_name={config.axis_name!r}, but it is being mapped "
+        f"The train step was made with axis_name={made_with!r}, but it is being mapped "
         f"over the axis {axis_name!r}. Make it with jaxgan.make_train_step(..., "
         f"axis_name={axis_name!r}).")
 
@@ -164,7 +167,7 @@ def _step_axis(step_fn: Callable, axis_name: str) -> None:
 # Steps unrolled per loop iteration on the CPU (a loop over groups of this many steps):
 # the fastest measured for the MLP pair at K=100 (a plain loop about 25% slower, groups
 # of 8 or 10 slower too, full unrolling 5x slower after minutes of compiling); the DCGAN pair
-# runs as fast as single steps either way (BUILD_NOTES.md, issue 14, "The unroll bound").
+# runs as fast as single steps either way (BUILD_NOTES.md, "Fused steps").
 CPU_UNROLL = 4
 # A convolution XLA:CPU runs at full speed inside a loop body: 2-D, NHWC/HWIO/NHWC.
 _PLAIN_CONV = jax.lax.ConvDimensionNumbers((0, 3, 1, 2), (3, 2, 0, 1), (0, 3, 1, 2))
@@ -215,7 +218,28 @@ def _scan(body: Callable, carry, xs, length: int, unroll: bool | int | None):
   return jax.lax.scan(body, carry, xs, length=length, unroll=unroll)
 
 
-def fuse_steps(train_step: Callable, *, unroll: bool | int | None = None) -> Callable:
+@dataclasses.dataclass(frozen=True, eq=False)
+class FusedSteps:
+  """``K`` steps in one call (``fuse_steps``); a value, like the step it runs."""
+
+  train_step: Callable
+  unroll: bool | int | None = None
+
+  @property
+  def axis_name(self) -> str | None:
+    return getattr(self.train_step, "axis_name", None)
+
+  def __call__(self, state_g, state_d, batches, key):
+    def body(carry, batch):
+      state_g, state_d, metrics = self.train_step(*carry, batch, key)
+      return (state_g, state_d), metrics
+
+    k = jax.tree.leaves(batches)[0].shape[0]
+    (state_g, state_d), metrics = _scan(body, (state_g, state_d), batches, k, self.unroll)
+    return state_g, state_d, metrics
+
+
+def fuse_steps(train_step: Callable, *, unroll: bool | int | None = None) -> FusedSteps:
   """``K`` steps in one call: a per-device ``(state_g, state_d, batches, key)`` function.
 
   ``batches`` is a dict of stacks ``[K, B, ...]``; ``K`` is taken from its shape. Returns
@@ -225,28 +249,56 @@ def fuse_steps(train_step: Callable, *, unroll: bool | int | None = None) -> Cal
   over groups of ``CPU_UNROLL`` unrolled steps (fully unrolled when the step holds
   convolutions that XLA:CPU runs slowly in loops, see ``_scan``), a loop elsewhere.
   """
+  return FusedSteps(train_step, unroll)
 
-  def fused(state_g, state_d, batches, key):
-    def body(carry, batch):
-      state_g, state_d, metrics = train_step(*carry, batch, key)
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class FusedStepsOnDevice:
+  """``num_steps`` steps in one call with the dataset on the device
+  (``fuse_steps_on_device``); a value, like the step it runs."""
+
+  train_step: Callable
+  num_steps: int
+  batch_size: int
+  data_key: jax.Array
+  unroll: bool | int | None = None
+
+  @property
+  def axis_name(self) -> str | None:
+    return getattr(self.train_step, "axis_name", None)
+
+  def __call__(self, state_g, state_d, dataset, key):
+    axis_name = self.axis_name
+    num_examples = dataset["image"].shape[0]
+    devices = 1 if axis_name is None else jax.lax.psum(1, axis_name)
+    local = self.batch_size // devices
+    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local
+
+    def body(carry, _):
+      state_g, state_d = carry
+      index = order_lib.batch_indices(self.data_key, state_g.step, self.batch_size,
+                                      num_examples)
+      index = jax.lax.dynamic_slice_in_dim(index, offset, local)
+      batch = {"image": sources.to_model_range(dataset["image"][index])}
+      if "label" in dataset:
+        batch["label"] = dataset["label"][index].astype(jnp.int32)
+      state_g, state_d, metrics = self.train_step(state_g, state_d, batch, key)
       return (state_g, state_d), metrics
 
-    k = jax.tree.leaves(batches)[0].shape[0]
-    (state_g, state_d), metrics = _scan(body, (state_g, state_d), batches, k, unroll)
+    (state_g, state_d), metrics = _scan(body, (state_g, state_d), None, self.num_steps,
+                                        self.unroll)
     return state_g, state_d, metrics
-
-  fused.config = getattr(train_step, "config", None)
-  return fused
 
 
 def fuse_steps_on_device(train_step: Callable, num_steps: int, batch_size: int,
-                         data_key: jax.Array, *, unroll: bool | int | None = None) -> Callable:
+                         data_key: jax.Array, *, unroll: bool | int | None = None
+                         ) -> FusedStepsOnDevice:
   """``num_steps`` steps per call with the dataset on the device.
 
   Returns a per-device ``(state_g, state_d, dataset, key)`` function; ``dataset`` is
   ``{"image": uint8 [N, H, W, C], "label": int [N]}`` held whole on every device. Step
-  ``s`` (the generator's step counter) trains on ``jaxgan.data.batch_indices(data_key, s,
-  batch_size, N)``, this device's slice of it when the step is mapped over an axis: the
+  ``s`` (the generator's step counter) trains on ``jaxgan.data.order.batch_indices(data_key,
+  s, batch_size, N)``, this device's slice of it when the step is mapped over an axis: the
   same examples a host pipeline would feed, with no host work in the loop.
 
   Args:
@@ -256,30 +308,7 @@ def fuse_steps_on_device(train_step: Callable, num_steps: int, batch_size: int,
     data_key: the run's data key.
     unroll: ``lax.scan``'s unroll; None: as ``fuse_steps``.
   """
-  config = getattr(train_step, "config", None)
-  axis_name = None if config is None else config.axis_name
-
-  def fused(state_g, state_d, dataset, key):
-    num_examples = dataset["image"].shape[0]
-    devices = 1 if axis_name is None else jax.lax.psum(1, axis_name)
-    local = batch_size // devices
-    offset = 0 if axis_name is None else jax.lax.axis_index(axis_name) * local
-
-    def body(carry, _):
-      state_g, state_d = carry
-      index = data_lib.batch_indices(data_key, state_g.step, batch_size, num_examples)
-      index = jax.lax.dynamic_slice_in_dim(index, offset, local)
-      batch = {"image": data_lib.to_model_range(dataset["image"][index])}
-      if "label" in dataset:
-        batch["label"] = dataset["label"][index].astype(jnp.int32)
-      state_g, state_d, metrics = train_step(state_g, state_d, batch, key)
-      return (state_g, state_d), metrics
-
-    (state_g, state_d), metrics = _scan(body, (state_g, state_d), None, num_steps, unroll)
-    return state_g, state_d, metrics
-
-  fused.config = config
-  return fused
+  return FusedStepsOnDevice(train_step, num_steps, batch_size, data_key, unroll)
 
 
 def pmap_step(step_fn: Callable, *, axis_name: str = AXIS, donate: bool = True,

@@ -10,7 +10,7 @@ SC 2011), the same hash as ``jax.random``'s default keys.
 Why not ``jax.vmap(jax.random.fold_in)`` then ``jax.random.normal`` per example: that is
 two hashes per value, and jaxlib lowers its hash on the CPU as a rolled 5-trip loop, whose
 per-iteration overhead dominates small draws: a batch of 64 latent vectors of 100 took
-2.8x longer than here (``benchmarks/latents.py``; BUILD_NOTES.md, issue 14, point 4). The
+2.8x longer than here (``benchmarks/latents.py``; BUILD_NOTES.md, "Latents"). The
 hash below is the same function written out in ``jnp`` (tested bit for bit against
 ``jax.extend.random.threefry_2x32``), which XLA fuses into one loop on every backend.
 

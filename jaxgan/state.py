@@ -118,7 +118,7 @@ def new_net_state(variables: dict[str, PyTree], tx: optax.GradientTransformation
                   input_shape=tuple(int(s) for s in input_shape), num_classes=num_classes)
 
 
-def _shape_str(shape: Sequence[int]) -> str:
+def shape_str(shape: Sequence[int]) -> str:
   return "(" + ", ".join(str(int(s)) for s in shape) + ")"
 
 
@@ -128,7 +128,7 @@ def logits_shape_error(shape: Sequence[int], batch: int) -> ConfigError | None:
     return None
   return ConfigError(
       f"The discriminator must return one logit per example, shape [B] or [B, 1] with "
-      f"B={batch}; it returned shape {_shape_str(shape)}. End it with a Dense(1) (and "
+      f"B={batch}; it returned shape {shape_str(shape)}. End it with a Dense(1) (and "
       "reshape), or average patch logits (PatchGAN) inside the module."
   )
 
@@ -156,7 +156,7 @@ def split_d_output(out, batch: int, num_classes: int):
     shape = tuple(getattr(class_logits, "shape", ()))
     if shape != (batch, num_classes):
       raise ConfigError(f"The discriminator's class logits must have shape [B, C] = "
-                        f"[{batch}, {num_classes}]; they have {_shape_str(shape)}.")
+                        f"[{batch}, {num_classes}]; they have {shape_str(shape)}.")
   err = logits_shape_error(getattr(out, "shape", ()), batch)
   if err is not None:
     raise err
@@ -225,10 +225,10 @@ def _check_models(G: nn.Module, D: nn.Module, latent_dim: int, image_shape: tupl
   x = jax.ShapeDtypeStruct((init_batch_size, *image_shape), jnp.float32)
   g_out = _abstract_call(G, "G", (z, *y), num_classes)
   if not hasattr(g_out, "shape") or tuple(g_out.shape[1:]) != tuple(image_shape):
-    got = _shape_str(g_out.shape[1:]) if hasattr(g_out, "shape") else type(g_out).__name__
+    got = shape_str(g_out.shape[1:]) if hasattr(g_out, "shape") else type(g_out).__name__
     raise ConfigError(
         f"The generator maps latent vectors of size {latent_dim} to examples of shape {got}, "
-        f"but image_shape={_shape_str(image_shape)}. Build the generator for this image shape "
+        f"but image_shape={shape_str(image_shape)}. Build the generator for this image shape "
         "(e.g. DCGANGenerator(image_shape=...)) or pass the matching image_shape."
     )
   split_d_output(_abstract_call(D, "D", (x, *y), num_classes), init_batch_size, num_classes)
@@ -267,9 +267,9 @@ def create_states(key: jax.Array, G: nn.Module, D: nn.Module,
     ValueError: the generator's output does not have ``image_shape``, or the
       discriminator does not return one logit per example.
   """
-  init_fn, image_shape = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape,
+  init_fn, image_shape = validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape,
                                             init_batch_size, num_classes)
-  return jax.jit(init_fn)(_as_key(key))
+  return jax.jit(init_fn)(as_key(key))
 
 
 def abstract_states(G: nn.Module, D: nn.Module, tx_g: optax.GradientTransformation,
@@ -277,12 +277,12 @@ def abstract_states(G: nn.Module, D: nn.Module, tx_g: optax.GradientTransformati
                     image_shape: Sequence[int], init_batch_size: int = 1, num_classes: int = 0
                     ) -> tuple[NetState, NetState]:
   """The tree ``create_states`` returns, with ``jax.ShapeDtypeStruct`` leaves (no memory)."""
-  init_fn, _ = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size,
+  init_fn, _ = validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size,
                                   num_classes)
   return jax.eval_shape(init_fn, jax.random.key(0))
 
 
-def _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size,
+def validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size,
                        num_classes=0):
   if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
     raise ConfigError(f"latent_dim must be a positive int, got {latent_dim!r}.")
@@ -300,7 +300,7 @@ def _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_siz
                         num_classes), image_shape)
 
 
-def _as_key(key: jax.Array) -> jax.Array:
+def as_key(key: jax.Array) -> jax.Array:
   """Accepts typed keys (``jax.random.key``) and legacy uint32 keys (``PRNGKey``)."""
   if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
     return key

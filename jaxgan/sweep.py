@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgan.errors import ConfigError, InputTypeError
-from jaxgan.state import NetState, _as_key, _validated_init_fn
+from jaxgan.state import NetState, as_key, validated_init_fn
 
 PyTree = Any
 
@@ -80,11 +80,11 @@ def create_member_states(keys: jax.Array, G, D, tx_g: optax.GradientTransformati
   Returns:
     ``(state_g, state_d)`` with every leaf ``[M, ...]``.
   """
-  keys = _as_key(jnp.asarray(keys))  # typed keys [M], or raw uint32 keys [M, 2]
+  keys = as_key(jnp.asarray(keys))  # typed keys [M], or raw uint32 keys [M, 2]
   if keys.ndim != 1 or keys.shape[0] < 1:
     raise ConfigError("keys must be a 1-D array of M >= 1 keys, e.g. "
                       f"jax.random.split(jax.random.key(0), M); got shape {keys.shape}.")
-  init_fn, _ = _validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size)
+  init_fn, _ = validated_init_fn(G, D, tx_g, tx_d, latent_dim, image_shape, init_batch_size)
   members = keys.shape[0]
 
   def with_hyperparams(states):

@@ -22,13 +22,32 @@ os.environ.setdefault("JAXGAN_CACHE_DIR",
                       os.path.join(os.path.dirname(os.path.dirname(__file__)), ".pytest_cache",
                                    "jaxgan"))
 
+import pytest  # noqa: E402 - after the environment above, before JAX is imported
+from helpers import blobs_idx_dir  # noqa: E402
+
+from jaxgan.data import sources  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def blobs(tmp_path_factory):
+  """An MNIST-format directory of 256 28x28 one-square images labelled i % 10."""
+  return str(blobs_idx_dir(tmp_path_factory.mktemp("blobs")))
+
+
+@pytest.fixture
+def offline(monkeypatch):
+  """No network for TFDS downloads, whatever the machine has (the probe says why)."""
+  monkeypatch.setattr(sources, "_reachable", lambda host, port=80: f"cannot reach {host} (test)")
+
+
 # The modules with the longest tests first (measured with --durations on a fresh clone;
 # BUILD_NOTES.md, "Under the budget again"): with two workers, a long test that starts
 # last keeps one core busy while the other idles. Each module's tests stay together and in order
 # (module-scoped fixtures are set up once per worker).
-LONGEST_FIRST = ("test_train.py", "test_stylegan2_step.py", "test_readme.py", "test_toy.py",
-                 "test_parallel.py", "test_train_conditional.py", "test_train_stylegan2.py",
-                 "test_metrics.py", "test_evaluate.py", "test_sweep.py", "test_conditional.py")
+LONGEST_FIRST = ("test_loop.py", "test_stylegan2_step.py", "test_docs.py", "test_toy.py",
+                 "test_parallel.py", "test_conditional_runs.py", "test_stylegan2_runs.py",
+                 "test_inception.py", "test_classifier.py", "test_sweep.py",
+                 "test_conditional_step.py")
 
 
 def pytest_collection_modifyitems(items):

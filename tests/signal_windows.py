@@ -22,8 +22,9 @@ import runpy
 import sys
 import time
 
+from helpers import ROOT
+
 HOLD_S = 1.0
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def announce(window: str) -> None:
@@ -49,25 +50,28 @@ def at_first_call(window: str, fn, when=lambda *args, **kwargs: True):
 
 def main():
   window = sys.argv.pop(1)
-  from jaxgan import checkpoint, evaluate, parallel, train
+  from jaxgan import parallel
+  from jaxgan.evaluators import classifier as classifier_lib
+  from jaxgan.training import checkpoint as ckpt_lib
+  from jaxgan.training.tasks import noise as noise_tasks
 
   if window == "data":
-    train.load_train_data = at_first_call(window, train.load_train_data)
+    noise_tasks.load_train_data = at_first_call(window, noise_tasks.load_train_data)
   elif window == "classifier":
-    evaluate.train_classifier = at_first_call(window, evaluate.train_classifier)
+    classifier_lib.train_classifier = at_first_call(window, classifier_lib.train_classifier)
   elif window == "compile":
     def pmap_step(*args, **kwargs):
       return at_first_call(window, make_pmap_step(*args, **kwargs))
 
     make_pmap_step, parallel.pmap_step = parallel.pmap_step, pmap_step
   elif window in ("evaluation", "sample_out"):
-    train._sample = at_first_call(window, train._sample)
+    noise_tasks.sample = at_first_call(window, noise_tasks.sample)
   elif window == "final_save":
     steps = int(next(a.split("=")[1] for a in sys.argv if a.startswith("--config.steps=")))
-    checkpoint.Checkpoints.save = at_first_call(
-        window, checkpoint.Checkpoints.save, lambda self, step, *rest: step == steps)
+    ckpt_lib.Checkpoints.save = at_first_call(
+        window, ckpt_lib.Checkpoints.save, lambda self, step, *rest: step == steps)
   elif window == "teardown":
-    checkpoint.Checkpoints.close = at_first_call(window, checkpoint.Checkpoints.close)
+    ckpt_lib.Checkpoints.close = at_first_call(window, ckpt_lib.Checkpoints.close)
   elif window != "none":
     sys.exit(f"unknown window {window!r}")
   sys.argv[0] = os.path.join(ROOT, "experiments", "mnist.py")

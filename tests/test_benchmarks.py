@@ -10,11 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import ROOT
 
-from jaxgan import data, models
-from jaxgan import metrics as metrics_lib
+from jaxgan import models
+from jaxgan.data import sources
+from jaxgan.evaluators import inception as inception_lib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import step_throughput  # noqa: E402
@@ -167,12 +168,12 @@ def test_cyclegan_step_benchmark_runs():
   assert seconds > 0 and images == pytest.approx(2 / seconds, rel=0.01) and compile_s > 0
 
 
-@pytest.mark.skipif(not (metrics_lib.find_weights_file() and importlib.util.find_spec("torch")
-                         and os.path.exists(os.path.join(data.DEBIAN_FASHION_MNIST,
+@pytest.mark.skipif(not (inception_lib.find_weights_file() and importlib.util.find_spec("torch")
+                         and os.path.exists(os.path.join(sources.DEBIAN_FASHION_MNIST,
                                                          "t10k-images-idx3-ubyte.gz")))
                     and not os.environ.get("JAXGAN_REQUIRE_INCEPTION_REFERENCE"),
                     reason="needs the Inception weights, PyTorch and Fashion-MNIST "
-                           "(see tests/test_metrics.py)")
+                           "(see tests/evaluators/test_inception.py)")
 def test_inception_features_benchmark_runs_both_networks():
   header, rows = run_table_benchmark("inception_features.py", "--num=4", "--batch=2")
   assert header["images"] == 4 and [r[0] for r in rows] == ["jaxgan", "reference"]

@@ -8,8 +8,8 @@ import stat
 import subprocess
 
 import pytest
+from helpers import ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CI = os.path.join(ROOT, ".ci", "run")
 
 # A stub interpreter: `-m venv DIR` makes DIR/bin/{activate,python,pip,ruff}; the venv's
@@ -75,8 +75,9 @@ def test_both_jobs_run_and_pass(tmp_path):
 
 def test_the_newest_jax_job_covers_the_step_models_parallel_loop_and_notebook():
   tests = newest_jax_tests()
-  for name in ("step", "models", "parallel", "train", "notebook"):
-    assert f"tests/test_{name}.py" in tests
+  for path in ("tests/steps", "tests/models", "tests/test_parallel.py",
+               "tests/training/test_loop.py", "tests/experiments/test_notebook.py"):
+    assert path in tests
   for path in tests:
     assert os.path.exists(os.path.join(ROOT, path)), path
 

@@ -8,14 +8,15 @@ second. At 28x28 (run at 32x32): 5 down-samplings (down to 1x1), dropout on the 
 the 2 blocks next to the innermost (the reference's rule gives none below 6 downs, and
 dropout is pix2pix's only noise), a PatchGAN of 2 stride-2 layers (34x34 patches: the 70x70
 one would be the whole image), batch 32 (the reference's 1 wastes a CPU). Every field:
-jaxgan.translation_tasks.default_config("pix2pix").
+jaxgan.training.config.translation_default_config("pix2pix").
 """
 
-from jaxgan.translation_tasks import default_config
+from jaxgan.training.config import for_this_machine, translation_default_config
 
 
-def get_config():
-  config = default_config("pix2pix")
+def get_config(variant: str | None = None):
+  """``variant``: ``full`` (an accelerator's run) or ``cpu``; none: this machine's."""
+  config = translation_default_config("pix2pix")
   config.dataset = "fashion_mnist"  # offline: Debian's IDX files
   config.task = "edges"  # edges | super_resolution | inpainting
   config.generator = "unet"
@@ -25,9 +26,10 @@ def get_config():
   config.n_layers_d = 2
   config.dropout_blocks = 2
   config.batch_size = 32
-  config.steps = -1
-  config.cpu_steps = 2000
-  config.full_steps = 20_000
+  config.steps = 20_000
   config.sample_every = 250
   config.eval_every = 1000
+  config.variant = for_this_machine(variant)
+  if config.variant == "cpu":  # the default where JAX finds no accelerator
+    config.steps = 2000
   return config

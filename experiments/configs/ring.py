@@ -1,6 +1,6 @@
 """Default config of experiments/ring.py: the 8-Gaussian ring recipe."""
 
-from jaxgan.toy import ring_config
+from toy import ring_config  # experiments/toy.py, beside the script that loads this config
 
 
 def get_config():

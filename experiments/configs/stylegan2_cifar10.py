@@ -10,13 +10,15 @@ non-saturating loss, R1 with gamma 0.01 every 16 steps, no path length, no style
 Adam 0.0025 with betas (0, 0.99), corrected for lazy regularisation (D every 16, G every 4,
 as the reference does although its G has no regulariser here); batch 64; ADA from p = 0
 toward E[sign(D(real))] = 0.6; a G average of half-life 500k images. The reference trains
-100,000 kimg (1,562,500 steps); on a CPU-only machine ``steps=-1`` gives a short run.
+100,000 kimg (1,562,500 steps); the cpu variant (the default where JAX finds no
+accelerator) runs 1,200 steps of it.
 """
 
-from jaxgan.train import default_config
+from jaxgan.training.config import default_config, for_this_machine
 
 
-def get_config():
+def get_config(variant: str | None = None):
+  """``variant``: ``full`` (an accelerator's run) or ``cpu``; none: this machine's."""
   config = default_config()
   config.dataset = "cifar10"
   config.model = "stylegan2"
@@ -41,7 +43,9 @@ def get_config():
   config.ada_target = 0.6
   config.ada_kimg = 500.0
   config.ema_decay = 0.5 ** (64 / 500_000)  # ema_kimg 500 at batch 64: 0.99991
-  config.steps = -1
-  config.full_steps = 1_562_500  # 100,000 kimg
+  config.steps = 1_562_500  # 100,000 kimg
   config.eval_every = 50_000
+  config.variant = for_this_machine(variant)
+  if config.variant == "cpu":
+    config.steps = 1200
   return config

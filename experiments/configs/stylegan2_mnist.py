@@ -4,8 +4,8 @@
       --workdir=workdirs/stylegan2_mnist
 
 ``jaxgan.models.stylegan2_small``: z = w = 64, 2 mapping layers, at most 128 channels
-(``width`` scales them; ``steps=-1`` on a CPU-only machine takes ``cpu_steps`` at
-``cpu_width``); a residual D with minibatch-stddev groups of 4. The reference's optimiser
+(``width`` scales them; the cpu variant, the default where JAX finds no accelerator, runs
+1,300 steps at width 0.5); a residual D with minibatch-stddev groups of 4. The reference's optimiser
 (Adam 0.0025, betas (0, 0.99)) and loss (non-saturating, R1 every 16 steps with the
 reference's ``auto`` gamma, 0.0002 * 32^2 / batch), no style mixing and no path length
 (the reference's ``cifar`` config has neither), a G average of half-life ~350 steps.
@@ -14,10 +14,11 @@ Augmentation: none by default, since the full training split does not overfit in
 The measured run: BUILD_NOTES.md, "StyleGAN2 and data-efficient augmentation".
 """
 
-from jaxgan.train import default_config
+from jaxgan.training.config import default_config, for_this_machine
 
 
-def get_config():
+def get_config(variant: str | None = None):
+  """``variant``: ``full`` (an accelerator's run) or ``cpu``; none: this machine's."""
   config = default_config()
   config.dataset = "mnist"  # offline: Fashion-MNIST from Debian's package, with a notice
   config.model = "stylegan2"
@@ -36,9 +37,10 @@ def get_config():
   config.ema_decay = 0.998
   config.batch_size = 64
   config.augment = "none"
-  config.steps = -1
-  config.cpu_steps = 1300
-  config.cpu_width = 0.5  # channels {4: 64, 8: 64, 16: 32, 32: 16}
-  config.full_steps = 50_000
+  config.steps = 50_000
   config.sample_every = 500
+  config.variant = for_this_machine(variant)
+  if config.variant == "cpu":
+    config.steps = 1300
+    config.width = 0.5  # channels {4: 64, 8: 64, 16: 32, 32: 16}
   return config

@@ -88,7 +88,7 @@ class DCGANGenerator(nn.Module):
   @nn.compact
   def __call__(self, z: jax.Array, y: jax.Array | None = None, train: bool = True
                ) -> jax.Array:
-    if isinstance(y, bool):  # G(z, False): train given positionally, as before labels
+    if isinstance(y, bool):  # G(z, False): train given positionally, in the labels' place
       y, train = None, y
     check_label_argument("DCGANGenerator", self.num_classes, y)
     height, width_px, channels = self.image_shape
@@ -154,7 +154,7 @@ class DCGANDiscriminator(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, y: jax.Array | None = None, train: bool = True
                ) -> jax.Array:
-    if isinstance(y, bool):  # D(x, False): train given positionally, as before labels
+    if isinstance(y, bool):  # D(x, False): train given positionally, in the labels' place
       y, train = None, y
     check_label_argument("DCGANDiscriminator", self.num_classes, y)
     if x.ndim != 4:

@@ -55,7 +55,9 @@ def halvings(height: int, width: int, min_size: int = 4) -> int:
   return k
 
 
-def _offset(axis_name: str | None, local: int):
+def example_offset(axis_name: str | None, local: int):
+  """The global index of this device's first example (0 without an axis): per-example
+  draws are indexed from it, so they do not depend on the device count."""
   return 0 if axis_name is None else jax.lax.axis_index(axis_name) * local
 
 
@@ -88,7 +90,7 @@ class ExampleDropout(nn.Module):
       return jnp.zeros_like(x)
     stream = self.rng_collection if self.has_rng(self.rng_collection) else "dropout"
     keep = example_mask(self.make_rng(stream), x.shape, 1.0 - self.rate,
-                        _offset(self.axis_name, x.shape[0]))
+                        example_offset(self.axis_name, x.shape[0]))
     return _apply_mask(x, keep, 1.0 - self.rate)
 
 
@@ -148,7 +150,7 @@ def _per_example_dropout(module: nn.Dropout, next_fun, axis_name, inputs,
     return jnp.zeros_like(inputs)
   keep_prob = 1.0 - module.rate
   keep = example_mask(module.make_rng("per_example"), inputs.shape, keep_prob,
-                      _offset(axis_name, inputs.shape[0]), module.broadcast_dims)
+                      example_offset(axis_name, inputs.shape[0]), module.broadcast_dims)
   return _apply_mask(inputs, keep, keep_prob)
 
 

@@ -28,7 +28,7 @@ Out-of-range class ids are not clamped: their embedding rows are NaN, so a bad l
 shows as a NaN output instead of training silently on another class.
 
 ``sngan32()`` and ``biggan32()`` are the references' CIFAR-10 presets; their parameter
-counts match the references (tests/test_resnet.py).
+counts match the references (tests/models/test_resnet.py).
 """
 
 from __future__ import annotations

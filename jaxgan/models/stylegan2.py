@@ -230,7 +230,7 @@ class NoiseInput(nn.Module):
     const = self.variable("noise_const", "noise",
                           lambda: jax.random.normal(self.make_rng("params"), (h, w, 1)))
     if train and self.has_rng("per_example"):
-      offset = layers._offset(self.axis_name, n)
+      offset = layers.example_offset(self.axis_name, n)
       noise = example_normal(self.make_rng("per_example"), n, (h, w, 1), offset)
     elif train and self.has_rng("noise"):
       noise = jax.random.normal(self.make_rng("noise"), (n, h, w, 1))

@@ -1,0 +1,314 @@
+"""Where images come from: TFDS by name, MNIST-format IDX files, Debian's offline
+Fashion-MNIST; each as an ``ArraySource`` of uint8 images and optional labels.
+
+``to_model_range`` turns uint8 pixels into the models' float32 in [-1, 1].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import math
+import os
+import socket
+import sys
+import threading
+import zlib
+from collections.abc import Callable
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxgan.errors import ConfigError, Error
+
+DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
+
+
+class DataError(Error, ValueError):
+  """A dataset that cannot be used as it is; the message says what is wrong and the fix."""
+
+
+# uint8 -> [-1, 1] through a table, computed once in float64 and rounded: XLA rewrites
+# x / 127.5 - 1 (reciprocal, fused multiply-add) so that it differs from NumPy in the last
+# bit for some pixels; a table lookup is the same on the host and on every device.
+PIXEL_TABLE = (np.arange(256, dtype=np.float64) / 127.5 - 1.0).astype(np.float32)
+
+
+def to_model_range(images):
+  """uint8 pixels in [0, 255] -> float32 in [-1, 1] (the contract's image range).
+
+  NumPy in, NumPy out (host); a JAX array or tracer in, JAX out (device); both
+  bit-identical.
+  """
+  if isinstance(images, np.ndarray):
+    return PIXEL_TABLE[images]
+  return jnp.asarray(PIXEL_TABLE)[images]
+
+
+_IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+               0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+
+
+def read_idx(path: str) -> np.ndarray:
+  """Reads one IDX file (optionally gzipped), checking its header against its size.
+
+  Raises:
+    DataError: unreadable gzip data, a bad magic number, or a payload whose size does
+      not match the header (a truncated or padded file).
+  """
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+      raw = gzip.decompress(raw)
+  except (OSError, EOFError, zlib.error) as e:
+    raise DataError(f"{path}: not a readable IDX file ({e}); the file is truncated or "
+                    "corrupt. Download it again (or reinstall the package that ships it).") from e
+  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or not (
+      1 <= raw[3] <= 4):
+    raise DataError(f"{path}: not an IDX file (magic number {raw[:4].hex() or 'missing'}; "
+                    "expected 0000 08 0n for uint8 data).")
+  ndim, dtype = raw[3], _IDX_DTYPES[raw[2]]
+  header = 4 + 4 * ndim
+  if len(raw) < header:
+    raise DataError(f"{path}: truncated inside its header ({len(raw)} bytes).")
+  dims = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  expected = int(np.prod(dims)) * dtype.itemsize
+  if len(raw) - header != expected:
+    raise DataError(f"{path}: the header promises {dims} = {expected} bytes of data, the file "
+                    f"holds {len(raw) - header}; it is truncated or corrupt. Download it again.")
+  return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+@dataclasses.dataclass(frozen=True)
+class ArraySource:
+  """A split held in memory: uint8 images ``[N, H, W, C]`` and int32 labels ``[N]``.
+
+  Attributes:
+    images: the pixels.
+    labels: the class labels, or None.
+    description: where the data came from (printed when a run starts).
+    loader: loads another split from the same place (``split(name)`` calls it), or None.
+  """
+
+  images: np.ndarray
+  labels: np.ndarray | None
+  description: str
+  loader: Callable[[str], ArraySource] | None = dataclasses.field(default=None, repr=False,
+                                                                   compare=False)
+
+  def __post_init__(self):
+    if self.images.ndim != 4 or self.images.dtype != np.uint8:
+      raise DataError(f"{self.description}: images must be uint8 [N, H, W, C], got "
+                      f"{self.images.dtype} {self.images.shape}.")
+    if len(self.images) == 0:
+      raise DataError(f"{self.description}: the split is empty (0 examples).")
+    if self.labels is not None and len(self.labels) != len(self.images):
+      raise DataError(f"{self.description}: {len(self.images)} images but {len(self.labels)} "
+                      "labels.")
+    if self.labels is not None and self.labels.min() < 0:
+      raise DataError(f"{self.description}: labels must be class ids >= 0, found "
+                      f"{int(self.labels.min())}.")
+
+  def __len__(self) -> int:
+    return len(self.images)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.images.shape[1:])
+
+  @property
+  def num_classes(self) -> int:
+    """``max(label) + 1``; 0 for an unlabelled split."""
+    return 0 if self.labels is None else int(self.labels.max()) + 1
+
+  def split(self, name: str) -> ArraySource:
+    """Another split (e.g. ``"test"``) of the same dataset, from the same place."""
+    if self.loader is None:
+      raise DataError(f"{self.description} was not loaded from a dataset with splits; load "
+                      f"the {name!r} split yourself.")
+    return self.loader(name)
+
+  def fraction(self, fraction: float) -> ArraySource:
+    """The first ``ceil(fraction * N)`` examples (the data-efficient setting: 0.1 of
+    CIFAR-10 is its first 5,000 images); other splits load whole."""
+    if not 0 < fraction <= 1:
+      raise ConfigError(f"data_fraction must be in (0, 1] (1: the whole split), got "
+                        f"{fraction!r}.")
+    if fraction == 1:
+      return self
+    n = max(1, math.ceil(fraction * len(self)))
+    return dataclasses.replace(
+        self, images=self.images[:n], labels=None if self.labels is None else self.labels[:n],
+        description=f"{self.description}, its first {n:,} examples ({fraction:g} of "
+                    f"{len(self):,})")
+
+  def get(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """The examples at ``indices``: ``{"image": uint8, "label": int32}``."""
+    out = {"image": self.images[indices]}
+    if self.labels is not None:
+      out["label"] = self.labels[indices]
+    return out
+
+
+def _find(directory: str, stem: str) -> str | None:
+  for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") +
+               ".gz"):
+    path = os.path.join(directory, name)
+    if os.path.exists(path):
+      return path
+  return None
+
+
+def load_idx(directory: str, split: str = "train") -> ArraySource:
+  """MNIST-format files from ``directory``: ``train-*`` for ``train``, ``t10k-*`` for ``test``.
+
+  Raises:
+    DataError: missing files, unreadable files, or images and labels that disagree.
+  """
+  prefix = {"train": "train", "test": "t10k"}.get(split)
+  if prefix is None:
+    raise DataError(f"IDX directories have the splits 'train' and 'test', not {split!r}.")
+  image_path = _find(directory, f"{prefix}-images-idx3-ubyte")
+  label_path = _find(directory, f"{prefix}-labels-idx1-ubyte")
+  if image_path is None:
+    listing = sorted(os.listdir(directory)) if os.path.isdir(directory) else "no such directory"
+    raise DataError(f"No {prefix}-images-idx3-ubyte[.gz] in {directory} ({listing}).")
+  images = read_idx(image_path)
+  if images.ndim != 3 or images.dtype != np.uint8:
+    raise DataError(f"{image_path}: expected uint8 images [N, H, W], got {images.dtype} "
+                    f"{images.shape}.")
+  labels = None
+  if label_path is not None:
+    labels = read_idx(label_path)
+    if labels.ndim != 1:
+      raise DataError(f"{label_path}: expected labels [N], got shape {labels.shape}.")
+    labels = labels.astype(np.int32)
+  return ArraySource(images[..., None], labels, f"IDX files in {directory} ({split})",
+                     functools.partial(load_idx, directory))
+
+
+# Where TFDS downloads the datasets we fall back for; probed (DNS + TCP, short timeout)
+# before a download, because offline TFDS retries for minutes before failing.
+_DOWNLOAD_HOSTS = {"fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+                   "mnist": "storage.googleapis.com", "cifar10": "www.cs.toronto.edu"}
+_PROBE_TIMEOUT_S = 5.0
+
+
+def _reachable(host: str, port: int = 80) -> str | None:
+  """None when ``host`` answers within the timeout, else why not."""
+  result: list = []
+
+  def probe():
+    try:
+      socket.create_connection((host, port), timeout=_PROBE_TIMEOUT_S).close()
+      result.append(None)
+    except OSError as e:
+      result.append(f"cannot reach {host} ({e.strerror or e})")
+
+  thread = threading.Thread(target=probe, daemon=True)
+  thread.start()
+  thread.join(_PROBE_TIMEOUT_S + 1)
+  return result[0] if result else f"no answer from {host} in {_PROBE_TIMEOUT_S:.0f} s"
+
+
+def _tfds_split(name: str, data_dir: str | None, split: str) -> ArraySource:
+  """A split of a TFDS dataset that is already prepared (no download, no probe)."""
+  import tensorflow_datasets as tfds
+
+  return _from_tfds_source(tfds.data_source(name, split=split, data_dir=data_dir,
+                                            download=False), name, split, data_dir)
+
+
+def _from_tfds_source(ds, name: str, split: str, data_dir: str | None) -> ArraySource:
+  example = ds[0]
+  if "image" not in example:
+    raise DataError(f"TFDS dataset {name!r} has no 'image' feature (features: "
+                    f"{sorted(example)}); jaxgan trains on image datasets.")
+  try:
+    records = ds.__getitems__(list(range(len(ds))))
+  except TypeError:  # tfds.testing.mock_data's source has no working __getitems__
+    records = [ds[i] for i in range(len(ds))]
+  images = np.stack([np.asarray(r["image"]) for r in records]).astype(np.uint8)
+  if images.ndim == 3:
+    images = images[..., None]
+  labels = (np.asarray([r["label"] for r in records], np.int32) if "label" in example else None)
+  return ArraySource(images, labels, f"TFDS {name} ({split})",
+                     functools.partial(_tfds_split, name, data_dir))
+
+
+def load(name: str, split: str = "train", *, data_dir: str | None = None, download: bool = True,
+         log: Callable[[str], None] | None = None) -> ArraySource:
+  """A split by name, held in memory.
+
+  Args:
+    name: a TFDS dataset with an ``image`` feature (``mnist``, ``fashion_mnist``,
+      ``cifar10``, ...), or ``idx:/path/to/dir`` for MNIST-format files.
+    split: ``train`` or ``test`` (TFDS split syntax is accepted for TFDS datasets).
+    data_dir: TFDS data directory (default: TFDS's, ``~/tensorflow_datasets``).
+    download: let TFDS download and prepare the dataset when it is not prepared.
+    log: where the one-line fallback notice goes (default: stderr).
+
+  Returns:
+    An ``ArraySource``. ``fashion_mnist`` falls back to Debian's IDX files
+    (``/usr/share/datasets/fashion-mnist``) when TFDS cannot provide it, with a one-line
+    notice saying why.
+
+  Raises:
+    DataError: an unknown name, or no source that works; the message lists what was
+      tried and how to fix it.
+  """
+  log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+  if name.startswith("idx:"):
+    return load_idx(name[len("idx:"):], split)
+  import tensorflow_datasets as tfds  # imported here: only the TFDS path needs it
+
+  tried = []
+  known = tfds.list_builders(with_community_datasets=False)  # the community index needs TF
+  if name.split(":")[0].split("/")[0] not in known:
+    # Checked up front: for an unknown name tfds.builder goes looking for community
+    # datasets and may fail on a missing TensorFlow instead of saying "not found".
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=3)
+    raise DataError(f"Unknown dataset {name!r}: not a TFDS dataset"
+                    + (f" (did you mean {', '.join(close)}?)" if close else "")
+                    + ". For MNIST-format files in a directory use idx:/path/to/dir.")
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # noqa: BLE001 - e.g. a TFDS builder whose imports are missing
+    tried.append(f"TFDS builder {name!r}: {type(e).__name__}: {e}")
+    builder = None
+  if builder is not None:
+    try:
+      ds = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+    except Exception as e:  # noqa: BLE001 - not prepared (or not as array_record)
+      tried.append(f"TFDS {name} in {builder.data_dir}: not prepared ({type(e).__name__})")
+    else:
+      return _from_tfds_source(ds, name, split, data_dir)
+    if download:
+      host = _DOWNLOAD_HOSTS.get(name)
+      why = _reachable(host) if host else None
+      if why is not None:
+        tried.append(f"TFDS download: {why}")
+      else:
+        try:
+          ds = tfds.data_source(name, split=split, data_dir=data_dir, download=True)
+        except Exception as e:  # noqa: BLE001 - reported below with the other attempts
+          tried.append(f"TFDS download: {type(e).__name__}: {str(e)[:200]}")
+        else:
+          return _from_tfds_source(ds, name, split, data_dir)
+  if name == "fashion_mnist" and split in ("train", "test"):
+    if os.path.exists(os.path.join(DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz")):
+      log(f"jaxgan: using Debian's Fashion-MNIST IDX files in {DEBIAN_FASHION_MNIST}, "
+          f"because {tried[-1] if tried else 'TFDS cannot provide fashion_mnist'}.")
+      return load_idx(DEBIAN_FASHION_MNIST, split)
+    tried.append(f"Debian's IDX files: not in {DEBIAN_FASHION_MNIST}")
+  fixes = ["connect to the internet once so TFDS can download and prepare it",
+           "or pass data_dir= (--config.data_dir) where it is already prepared",
+           "or use MNIST-format files with idx:/path/to/dir"]
+  if name == "fashion_mnist":
+    fixes.insert(0, "apt-get install dataset-fashion-mnist (offline copy)")
+  raise DataError(f"No source could provide {name!r} ({split}). Tried:\n  - "
+                  + "\n  - ".join(tried) + "\nFix: " + "; ".join(fixes) + ".")
