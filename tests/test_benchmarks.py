@@ -20,6 +20,8 @@ sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 
 import step_throughput  # noqa: E402
 
+pytestmark = pytest.mark.slow  # whole runs and networks: the full suite, not the fast tier
+
 
 def _xla_flops_per_image(module, x):
   variables = module.init(jax.random.key(0), x, train=False)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from helpers import ROOT
 from PIL import Image
 
@@ -68,6 +69,7 @@ def test_a_missing_dataset(tmp_path):
   assert_usage_error(child, "No train-images-idx3-ubyte[.gz] in", "nothing")
 
 
+@pytest.mark.slow
 def test_a_workdir_of_another_run_and_the_tracebacks_on_request(blobs, tmp_path):
   workdir = str(tmp_path / "w")
   first = cli(f"--workdir={workdir}", *small(blobs))
@@ -95,6 +97,7 @@ def test_an_unexpected_exception_keeps_its_traceback(tmp_path):
   assert "error: " not in child.stderr
 
 
+@pytest.mark.slow
 def test_the_cpu_variant_keeps_what_the_command_line_sets_and_ends_with_the_longer_run(
     blobs, tmp_path):
   # On this CPU mnist.py runs its config's cpu variant (hinge loss, Adam betas (0, 0.9));

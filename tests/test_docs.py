@@ -14,6 +14,8 @@ import jaxgan
 from jaxgan.evaluators import inception as inception_lib
 from jaxgan.evaluators import measures as measures_lib
 
+pytestmark = pytest.mark.slow  # whole runs and networks: the full suite, not the fast tier
+
 REQUIRE_WEIGHTS = bool(os.environ.get("JAXGAN_REQUIRE_INCEPTION_REFERENCE"))
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -99,6 +99,7 @@ def users_shard_map(step, axis, check_vma):
 
 @pytest.mark.parametrize("family", [mlp, dcgan, users_modules],
                          ids=["mlp", "dcgan_bn_dropout", "users_bn_dropout"])
+@pytest.mark.slow
 def test_pmap_shard_map_and_one_device_agree(family):
   assert jax.device_count() == 8
   key = jax.random.key(3)
@@ -155,6 +156,7 @@ def test_a_different_model_is_not_trained_silently():
   assert abs(float(got["d_loss"][0]) - float(want["d_loss"])) > 1e-3
 
 
+@pytest.mark.slow
 def test_fused_steps_equal_single_steps():
   G, D, step, shape = mlp(None)
   x = images(shape)
@@ -189,6 +191,7 @@ def _scans(fn, *args):
           if e.primitive.name == "scan"]
 
 
+@pytest.mark.slow
 def test_cpu_loops_unroll_groups_unless_the_convolutions_are_slow_in_loops():
   dataset = {"image": np.zeros((40, 28, 28, 1), np.uint8)}
   key = jax.random.key(0)
@@ -236,6 +239,7 @@ def test_fused_on_device_data_equals_single_steps_with_host_batches():
   assert m_f["g_loss"].shape == (STEPS,)
 
 
+@pytest.mark.slow
 def test_fused_steps_compose_with_pmap_and_shard_map():
   # unroll=1 throughout: the composition is what is tested here (unrolling, above).
   fuse_steps = functools.partial(parallel.fuse_steps, unroll=1)
@@ -306,6 +310,7 @@ def _free_port():
     return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path):
   # Two processes with 4 CPU devices each, joined by jax.distributed on loopback, each
   # feeding its half of the global batch, end where this process (8 devices) ends.

@@ -16,6 +16,7 @@ def _pair():
           models.DCGANDiscriminator(width=0.125, spectral_norm=True))
 
 
+@pytest.mark.slow
 def test_each_member_equals_a_separate_run_with_its_seed_and_learning_rates():
   G, D = _pair()
   tx = optax.inject_hyperparams(optax.adam)(learning_rate=2e-4, b1=0.5)
@@ -57,6 +58,7 @@ def test_each_member_equals_a_separate_run_with_its_seed_and_learning_rates():
   assert not np.allclose(a["Dense_0"]["kernel"], b["Dense_0"]["kernel"])
 
 
+@pytest.mark.slow
 def test_per_member_batches_and_errors():
   G = models.MLPGenerator(image_shape=(28, 28, 1), hidden=(32,))
   D = models.MLPDiscriminator(hidden=(32,))

@@ -226,6 +226,7 @@ def test_label_accuracy_and_intra_fd_on_real_images(fashion_evaluator):
   assert evaluator.floors["fd_floor"] == evaluator.floor
 
 
+@pytest.mark.slow
 @needs_fashion
 def test_classification_accuracy_score(fashion_evaluator, capfd):
   evaluator, train, test = fashion_evaluator

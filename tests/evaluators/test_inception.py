@@ -69,6 +69,7 @@ def reference_and_ours():
   return reference, ours
 
 
+@pytest.mark.slow
 @needs_reference
 def test_features_of_real_images_match_the_reference_network(reference_and_ours):
   reference, ours = reference_and_ours
@@ -324,6 +325,7 @@ def small_fashion(tmp_path_factory):
   return path
 
 
+@pytest.mark.slow
 @needs_weights
 def test_the_command_scores_a_samples_file_against_a_split(small_fashion, tmp_path, capsys):
   train = sources.load_idx(str(small_fashion), "train")
@@ -364,6 +366,7 @@ def test_the_command_says_what_is_wrong_with_its_input(tmp_path, capsys):
   assert "unknown metric(s) is; choose among fid, kid, pr, dc" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @needs_weights
 def test_the_loop_reports_inception_measures_and_their_floors(small_fashion, tmp_path, capsys):
 

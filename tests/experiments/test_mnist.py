@@ -18,6 +18,8 @@ from jaxgan.training import config as config_lib
 from jaxgan.training import loop
 from jaxgan.training.tasks import noise as noise_tasks
 
+pytestmark = pytest.mark.slow  # whole runs and networks: the full suite, not the fast tier
+
 TINY = dict(dataset="fashion_mnist", model="mlp", latent_dim=16, batch_size=32, steps=20,
             log_every=10, checkpoint_every=10, sample_every=10, grid_size=4, eval_every=10,
             eval_samples=500, progress=False)

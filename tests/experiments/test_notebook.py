@@ -3,8 +3,11 @@
 import os
 
 import nbformat
+import pytest
 from helpers import ROOT, needs_fashion
 from nbclient import NotebookClient
+
+pytestmark = pytest.mark.slow  # whole runs and networks: the full suite, not the fast tier
 
 NOTEBOOK = os.path.join(ROOT, "experiments", "colab_tpu.ipynb")
 

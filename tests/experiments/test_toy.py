@@ -7,7 +7,10 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 from helpers import ROOT
+
+pytestmark = pytest.mark.slow  # whole runs and networks: the full suite, not the fast tier
 
 # The ring is an example of the experiments, not of the library: load experiments/toy.py.
 _SPEC = importlib.util.spec_from_file_location("toy", os.path.join(ROOT, "experiments", "toy.py"))

@@ -33,6 +33,7 @@ def test_dcgan_28_matches_tensorflow_tutorial_parameter_counts():
   assert D.apply(vd, jnp.zeros((3, 28, 28, 1)), train=False).shape == (3,)
 
 
+@pytest.mark.slow
 def test_dcgan_32x32x3_variant_and_width():
   G = models.DCGANGenerator(image_shape=(32, 32, 3), width=0.5)
   D = models.DCGANDiscriminator(width=0.5)
@@ -210,6 +211,7 @@ def test_upconv_equals_flax_conv_transpose_both_methods(kernel, stride):
     models.UpConv(4, (3, 3), method="bilinear").init(jax.random.key(1), x)
 
 
+@pytest.mark.slow
 def test_subpixel_generator_computes_and_learns_what_the_transposed_one_does():
   tx = optax.adam(1e-3, b1=0.5)
   runs = {}
@@ -240,6 +242,7 @@ def test_subpixel_generator_computes_and_learns_what_the_transposed_one_does():
   np.testing.assert_allclose(img_s, img_t, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_params_statistics_and_outputs():
   z = jax.random.normal(jax.random.key(0), (16, 100))
   out = {}
@@ -315,6 +318,7 @@ def test_conv_general_dilated_equals_lax_with_gradients(h, w, k, s, padding):
   np.testing.assert_allclose(mapped, mapped_ref, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_dcgan_gradients_in_a_loop_use_only_plain_convolutions():
   # Inside a loop body XLA:CPU runs the convolutions autodiff makes for the weight and
   # input gradients 2-170x slower (BUILD_NOTES: jax-ml/jax#12868); those have batch and
@@ -341,6 +345,7 @@ def test_dcgan_gradients_in_a_loop_use_only_plain_convolutions():
   assert set(labels) == {"b01f_01io->b01f"}, sorted(set(labels))
 
 
+@pytest.mark.slow
 def test_dcgan_32x32_gradients_compile_without_swapped_convolutions(monkeypatch):
   # XLA marks a convolution it ran with swapped operands by reversing its window
   # (rhs_reversal); XLA:CPU runs those 50-100x slower (BUILD_NOTES). The 32x32 pair has a

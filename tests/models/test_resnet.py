@@ -77,6 +77,7 @@ def _features(D, v, x, y):
   return out, state["intermediates"]["features"][0]
 
 
+@pytest.mark.slow
 def test_projection_difference_is_the_embedding_difference_dotted_with_h():
   x = jax.random.normal(jax.random.key(0), (5, 16, 16, 3))
   y1, y2 = jnp.array([0, 1, 2, 3, 4]), jnp.array([4, 4, 0, 1, 2])
@@ -88,6 +89,7 @@ def test_projection_difference_is_the_embedding_difference_dotted_with_h():
   np.testing.assert_allclose(out1 - out2, expected, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_projection_embedding_is_spectrally_normalised():
   x = jax.random.normal(jax.random.key(0), (5, 16, 16, 3))
   y1, y2 = jnp.array([0, 1, 2, 3, 4]), jnp.array([4, 4, 0, 1, 2])
@@ -134,6 +136,7 @@ def test_self_attention_starts_as_the_identity_and_matches_the_reference():
 
 @pytest.mark.parametrize("shape,blocks", [((28, 28, 1), 2), ((32, 32, 3), 3),
                                           ((64, 64, 3), 4)])
+@pytest.mark.slow
 def test_sizes_28_32_64_and_more_blocks_for_larger_images(shape, blocks):
   G = models.ResNetGenerator(shape, 16, num_classes=3)
   D = models.ResNetDiscriminator(16, num_classes=3)
@@ -164,6 +167,7 @@ def test_out_of_range_labels_poison_the_output_instead_of_picking_a_class():
     assert np.isnan(logits[1 if bad[1] == 4 else 0]) and np.isfinite(logits[2])
 
 
+@pytest.mark.slow
 def test_biggan_shared_embedding_hierarchical_latents_and_no_sn_on_gs_embedding():
   G = models.ResNetGenerator((16, 16, 1), 16, 3, shared_embedding=6, spectral_norm=True,
                              weight_init="orthogonal")

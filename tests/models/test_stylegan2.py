@@ -84,6 +84,7 @@ def _explicit_modconv(x, weight, styles, demodulate):
   return np.concatenate([np.asarray(o) for o in outs])
 
 
+@pytest.mark.slow
 def test_modulated_conv_equals_per_example_weights_and_demodulates_to_unit_norm():
   x = jax.random.normal(jax.random.key(0), (3, 8, 8, 5))
   w = jax.random.normal(jax.random.key(1), (3, 7))
@@ -153,6 +154,7 @@ def test_generator_and_discriminator_shapes_crop_and_pad():
     D.init(jax.random.key(0), jnp.zeros((4, 8, 8, 1)), train=False)
 
 
+@pytest.mark.slow
 def test_truncation_psi_zero_gives_the_w_avg_image_for_every_latent():
   G, _ = _small()
   z = jax.random.normal(jax.random.key(0), (6, 8))
@@ -184,6 +186,7 @@ def test_w_avg_moves_toward_the_batch_mean_with_beta_0995():
                              0.005 * np.asarray(w[:, 0]).mean(0), rtol=1e-5, atol=1e-8)
 
 
+@pytest.mark.slow
 def test_style_mixing_takes_the_second_latents_style_from_the_cutoff():
   G, _ = _small()
   z, z2 = jax.random.normal(jax.random.key(0), (2, 4, 8))
@@ -222,6 +225,7 @@ def test_each_noise_layer_draws_its_own_noise_per_example():
                                 np.ones((4, 8, 8, 1)))
 
 
+@pytest.mark.slow
 def test_conditional_pair_and_bad_labels():
   G, D = _small(classes=3)
   z, y = jnp.ones((4, 8)), jnp.array([0, 1, 2, 0])

@@ -59,6 +59,7 @@ def run(step, sg, sd, bs, key=None):
   return sg, sd, m
 
 
+@pytest.mark.slow
 def test_ada_with_p_zero_trains_exactly_as_no_augmentation():
   plain = run(*make(), batches())
   fixed = run(*make(augment="ada:0.0"), batches())
@@ -173,6 +174,7 @@ def test_a_step_with_state_of_its_own_needs_prepared_states():
     jaxgan.make_train_step(G, D, augment="flip")
 
 
+@pytest.mark.slow
 def test_8_devices_equal_one_device_with_augmentation():
   # ADA (its p and accumulator under pmap's and shard_map's reductions) with lazy R1.
   # DiffAugment draws per example as ADA does (test_augment.py: a split batch augments as
@@ -205,6 +207,7 @@ def test_8_devices_equal_one_device_with_augmentation():
   assert float(reference[1].step_state["ada_p"]) != 0.2  # p moved, the same on 8 devices
 
 
+@pytest.mark.slow
 def test_static_lazy_pattern_equals_the_conditional():
   # The loop's CPU path (train_step.at(step), one compiled step per pattern) computes what
   # lax.cond inside the one step does.

@@ -33,6 +33,7 @@ def batch(n=16, labels=None, seed=1):
   return {"image": images, "label": labels.astype(jnp.int32)}
 
 
+@pytest.mark.slow
 def test_pmap_and_shard_map_on_8_devices_equal_one_device_for_a_conditional_resnet():
   assert jax.device_count() == 8
   G, D = pair()
@@ -76,6 +77,7 @@ def _changed_rows(before, after):
   return set(np.flatnonzero(np.any(np.asarray(before) != np.asarray(after), axis=-1)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fake_labels", ["real", "uniform"])
 def test_d_trains_on_the_batch_labels_and_the_fakes_on_the_chosen_labels(fake_labels):
   # Without spectral norm in D: its sigma depends on every row of the embedding, so with
@@ -95,6 +97,7 @@ def test_d_trains_on_the_batch_labels_and_the_fakes_on_the_chosen_labels(fake_la
     assert d_rows == set(range(CLASSES)) and g_rows == set(range(CLASSES))
 
 
+@pytest.mark.slow
 def test_label_errors_are_clear():
   G, D = pair()
   sg, sd = states(G, D)
@@ -133,6 +136,7 @@ def test_create_states_errors_for_modules_that_do_not_match_num_classes():
   assert sg.num_classes == sd.num_classes == CLASSES
 
 
+@pytest.mark.slow
 def test_generate_with_and_without_labels():
   G, D = pair()
   sg, sd = states(G, D)
@@ -160,6 +164,7 @@ def test_generate_with_and_without_labels():
     jaxgan.generate(G0, sg0, key, 2, labels=jnp.array([0, 1]))
 
 
+@pytest.mark.slow
 def test_auxiliary_classifier_loss_is_the_real_batchs_cross_entropy():
   G, D = pair("ac")
   sg, sd = states(G, D)

@@ -55,6 +55,7 @@ def test_traces_once_over_ten_calls_and_updates_both_networks():
     assert value.shape == () and np.isfinite(value), name
 
 
+@pytest.mark.slow
 def test_same_key_bit_identical_different_key_different():
   G = models.DCGANGenerator(width=0.125)
   D = models.DCGANDiscriminator(width=0.125, spectral_norm=True)
@@ -69,6 +70,7 @@ def test_same_key_bit_identical_different_key_different():
   assert not tree_equal(a[0].params, c[0].params)
 
 
+@pytest.mark.slow
 def test_each_call_draws_fresh_noise_from_the_same_root_key():
   # The step folds its counter into the key: calling it twice with the same root key
   # and the same batch must not repeat the noise.
@@ -307,6 +309,7 @@ def test_abstract_states_match_created_states():
     assert a.shape == c.shape and a.dtype == c.dtype
 
 
+@pytest.mark.slow
 def test_generate_is_the_generator_on_its_latents_in_inference_mode():
   # generate compiles with jaxgan.cpu's options (XLA's convolutions on the CPU); the
   # reference is a plain jit of G.apply on the same latents, with the EMA or raw weights.

@@ -45,6 +45,7 @@ def train(step, sg, sd, bs, key=None):
   return sg, sd, history
 
 
+@pytest.mark.slow
 def test_mixing_probability_zero_equals_no_mixing():
   G, D = pair()
   runs = {}
@@ -58,6 +59,7 @@ def test_mixing_probability_zero_equals_no_mixing():
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+@pytest.mark.slow
 def test_path_length_fires_every_pl_every_steps_and_keeps_the_step_counter():
   G, D = pair()
   step = jaxgan.make_train_step(G, D, pl_weight=2.0, pl_every=4)
@@ -82,6 +84,7 @@ def test_path_length_fires_every_pl_every_steps_and_keeps_the_step_counter():
   assert count(start[0]) == 0 and count(sg) == 8
 
 
+@pytest.mark.slow
 def test_path_length_matches_the_jacobian():
   # The first PL update from a state: pl_mean = 0.01 * mean_n sqrt(mean_l sum_w g^2), with
   # g = J^T y the gradient of sum(img * y) w.r.t. ws, here formed from the full Jacobian.
@@ -108,6 +111,7 @@ def test_path_length_matches_the_jacobian():
                              np.mean((lengths - 0.01 * lengths.mean()) ** 2), rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_truncation_at_sampling():
   G, D = pair()
   step = jaxgan.make_train_step(G, D)
@@ -142,6 +146,7 @@ def test_style_options_errors():
     jaxgan.make_train_step(G, D, pl_weight=2.0, pl_every=0)
 
 
+@pytest.mark.slow
 def test_8_devices_equal_one_device_with_the_whole_stylegan2_recipe():
   # Noise inputs (per example), contiguous mbstd groups (4 of the 4 per device), style
   # mixing, R1, path length on half of each device's batch, ADA: the same run. (R1 and PL

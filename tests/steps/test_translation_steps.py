@@ -56,6 +56,7 @@ def test_parameter_counts_are_the_references():
   assert count(nets.UNetTranslator(3, 8, 64), (256, 256, 3)) == down + up == 54_413_955
 
 
+@pytest.mark.slow
 def test_patchgan_output_sizes_and_receptive_field():
   assert out_shape(nets.PatchDiscriminator(8, 3), (256, 256, 3)) == (2, 30, 30)
   for n_layers, side in ((1, 12), (2, 5), (3, 1)):
@@ -268,6 +269,7 @@ def test_step_errors_are_clear():
 
 # -- 8 devices --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cyclegan_with_pools_and_pix2pix_with_dropout_on_8_devices_equal_one_device():
   assert jax.device_count() == 8
   # 16x16: at 8x8 the ResNet's instance norms see 2x2 maps, whose spread is rounding-

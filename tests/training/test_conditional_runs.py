@@ -25,6 +25,8 @@ from jaxgan.training import config as config_lib
 from jaxgan.training import loop
 from jaxgan.training.tasks import noise as noise_tasks
 
+pytestmark = pytest.mark.slow  # whole runs and networks: the full suite, not the fast tier
+
 
 def conditional(blobs, **overrides):
   # A ResNet of G 8 and D 4 channels (width 1/32) on 28x28 blobs labelled i % 10.

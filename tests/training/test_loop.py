@@ -36,6 +36,8 @@ from jaxgan.training import config as config_lib
 from jaxgan.training import loop
 from jaxgan.training.tasks import noise as noise_tasks
 
+pytestmark = pytest.mark.slow  # whole runs and networks: the full suite, not the fast tier
+
 
 def training_values(records):
   # Wall-clock fields differ between runs; everything the training computed must not.

@@ -20,6 +20,8 @@ from jaxgan.training import loop
 from jaxgan.training.checkpoint import CheckpointMismatchError
 from jaxgan.training.tasks import noise as noise_tasks
 
+pytestmark = pytest.mark.slow  # whole runs and networks: the full suite, not the fast tier
+
 
 @pytest.fixture(scope="module")
 def blobs8(tmp_path_factory):

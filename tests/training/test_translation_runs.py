@@ -28,6 +28,8 @@ from jaxgan.training import loop
 from jaxgan.training.checkpoint import CheckpointMismatchError
 from jaxgan.training.tasks import translation as translation_tasks
 
+pytestmark = pytest.mark.slow  # whole runs and networks: the full suite, not the fast tier
+
 
 def tiny(blobs, family, **overrides):
   # 28x28 blobs; networks of 4 channels; logging, samples and checkpoints every 4 steps.
