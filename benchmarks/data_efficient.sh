@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The data-efficient comparison (issue 17): the default DCGAN recipe on the first 10% of the
+# The data-efficient comparison: the default DCGAN recipe on the first 10% of the
 # training split, without augmentation, with DiffAugment and with ADA (and a second seed of
 # the plain run, for the spread), 4,000 steps each at equal seeds, two runs at a time.
 #
@@ -18,7 +18,8 @@ run() {
   local name=$1
   shift
   rm -rf "${out:?}/$name"
-  "$python" experiments/mnist.py --config.data_fraction=0.1 --config.steps="$steps" \
+  "$python" experiments/mnist.py --config=experiments/configs/mnist.py:full \
+    --config.data_fraction=0.1 --config.steps="$steps" \
     --config.width=0.5 --config.eval_every=1000 --config.progress=False "$@" \
     --workdir="$out/$name" > "$out/$name.log" 2>&1
 }

@@ -560,6 +560,7 @@ class TrainStep:
     return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
 
 
+# Long only by its docstring: the reference of every option of the noise-to-image step.
 def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "non_saturating",
                     *, n_critic: int = 1, gp_weight: float = 0.0, r1_weight: float = 0.0,
                     clip: float | None = None, ema_decay: float | None = 0.999,
