@@ -75,7 +75,7 @@ def test_both_jobs_run_and_pass(tmp_path):
 
 def test_the_newest_jax_job_covers_the_step_models_parallel_loop_and_notebook():
   tests = newest_jax_tests()
-  for path in ("tests/steps", "tests/models", "tests/test_parallel.py",
+  for path in ("tests/steps/test_noise_step.py", "tests/models", "tests/test_parallel.py",
                "tests/training/test_loop.py", "tests/experiments/test_notebook.py"):
     assert path in tests
   for path in tests:
