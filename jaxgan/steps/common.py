@@ -3,7 +3,6 @@ device axis, the rng streams modules use, and one network update."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -15,7 +14,6 @@ from jaxgan.rng import example_normal
 from jaxgan.state import NetState
 
 Metrics = dict[str, jax.Array]
-StepFn = Callable[..., tuple[NetState, NetState, Metrics]]
 
 
 def sample_latent(key: jax.Array, num: int, latent_dim: int, offset: int | jax.Array = 0,
