@@ -1,6 +1,7 @@
 """Measures of a generator as pure functions of features and predictions (NumPy, float64
 where it matters): Frechet distance, class coverage, KL to uniform, label accuracy,
-intra-class FD, KID, improved precision/recall and density/coverage.
+intra-class FD, the diversity of each class against the real one's, KID, improved
+precision/recall and density/coverage.
 
 They serve both feature spaces: the library classifier's (``classifier``) and Inception's
 (``inception``).
@@ -70,6 +71,33 @@ def intra_class_fd(features, labels, class_stats) -> float:
                         f"has {len(rows)}. Draw more samples (e.g. class i % num_classes).")
     distances.append(frechet_distance(gaussian_stats(rows), stats))
   return float(np.mean(distances))
+
+
+def diversity_ratios(features, labels, class_stats, min_count: int = 2) -> dict[int, float]:
+  """For each class, how much its samples vary against the real class: the total variance
+  of the rows of ``features`` labelled ``c`` over the total variance of that class's real
+  features, ``tr(S_c) / tr(S_real,c)`` (1: as varied as the real class; 0: one image).
+
+  Args:
+    features: ``[N, D]``.
+    labels: ``[N]`` class of each row (the class a conditional generator was asked for, or
+      the classifier's prediction for an unconditional one).
+    class_stats: ``{class: (mu, sigma)}`` of the real classes.
+    min_count: classes with fewer rows are left out (their share is class coverage's
+      concern, and a variance of one row is 0).
+  """
+  features, labels = np.asarray(features, np.float64), np.asarray(labels)
+  out = {}
+  for c, (_, sigma) in class_stats.items():
+    rows = features[labels == c]
+    if len(rows) >= max(min_count, 2):
+      out[int(c)] = float(np.trace(gaussian_stats(rows)[1]) / np.trace(sigma))
+  return out
+
+
+def collapsed_classes(ratios: dict[int, float], threshold: float) -> list[int]:
+  """The classes whose diversity ratio is below ``threshold``."""
+  return sorted(c for c, r in ratios.items() if r < threshold)
 
 
 KID_SUBSETS = 100

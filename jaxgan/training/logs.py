@@ -44,7 +44,7 @@ class Logs:
     self.file.write(json.dumps(record) + "\n")
     self.file.flush()
     for name, value in values.items():
-      if name != "time":
+      if name != "time" and isinstance(value, int | float):  # not the list of classes
         self.tb.add_scalar(f"{prefix}/{name}", value, step)
 
   def grid(self, step: int, images: np.ndarray, columns: int) -> str | None:

@@ -63,7 +63,8 @@ class RunResult:
     D: the discriminator module.
     step: the step reached.
     metrics: means over the last logged interval.
-    evaluation: the last evaluation (``fd``, ``coverage``, ``kl``, ``fd_floor``), if any.
+    evaluation: the last evaluation (``fd``, ``coverage``, ``kl``, ``fd_floor``; the
+      diversity measures and ``collapsed``, the list of collapsed classes), if any.
     preempted: the run stopped on a signal before ``config.steps``.
     grid: the newest sample grid (``workdir/samples/step_XXXXXXX.png``), or None.
   """
@@ -74,7 +75,7 @@ class RunResult:
   D: Any
   step: int
   metrics: dict[str, float]
-  evaluation: dict[str, float]
+  evaluation: dict[str, Any]
   preempted: bool
   grid: str | None = None
 

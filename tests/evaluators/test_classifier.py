@@ -196,6 +196,25 @@ def test_intra_class_fd_by_hand():
     measures_lib.intra_class_fd(features[:5], labels[:5], stats)
 
 
+def test_diversity_ratios_by_hand():
+  rng = np.random.default_rng(0)
+  # Real classes: class 0 with variances (1, 4) (trace 5), class 1 with (9, 16) (trace 25).
+  stats = {0: (np.zeros(2), np.diag([1.0, 4.0])), 1: (np.ones(2), np.diag([9.0, 16.0]))}
+  a = rng.normal(0, [1, 2], (20_000, 2))  # class 0 as varied as the real one
+  b = 1 + rng.normal(0, [1.5, 2.0], (20_000, 2))  # class 1 with a quarter of its variance
+  features, labels = np.concatenate([a, b]), np.repeat([0, 1], 20_000)
+  ratios = measures_lib.diversity_ratios(features, labels, stats)
+  assert ratios[0] == pytest.approx(1.0, rel=0.03)
+  assert ratios[1] == pytest.approx((2.25 + 4) / 25, rel=0.03)
+  assert measures_lib.collapsed_classes(ratios, 0.3) == [1]
+  assert measures_lib.collapsed_classes(ratios, 0.2) == []
+  # One image repeated: no variance at all. A class below min_count is left out.
+  repeated = np.repeat(features[:1], 50, 0)
+  assert measures_lib.diversity_ratios(repeated, np.zeros(50, int), stats) == {
+      0: pytest.approx(0.0, abs=1e-12)}
+  assert measures_lib.diversity_ratios(features[:3], labels[:3], stats, min_count=4) == {}
+
+
 @pytest.fixture(scope="module")
 def fashion_evaluator(fashion_classifier):
   _, _, train, test = fashion_classifier
@@ -224,6 +243,43 @@ def test_label_accuracy_and_intra_fd_on_real_images(fashion_evaluator):
   # The floor: real training images against the test split, measured the same way.
   assert 0 < evaluator.floors["intra_fd_floor"] < 0.2 * shuffled["intra_fd"]
   assert evaluator.floors["fd_floor"] == evaluator.floor
+
+
+@needs_fashion
+def test_collapse_is_flagged_on_repeated_images_and_not_on_real_ones(fashion_evaluator):
+  evaluator, train, test = fashion_evaluator
+  images, labels = sources.to_model_range(test.images), test.labels
+  # Real images vary as the real classes do, by the asked-for and by the predicted class.
+  for given in (labels, None):
+    real = evaluator(images, given)
+    assert 0.9 < real["diversity_min"] <= real["diversity"] < 1.1, real
+    assert real["collapsed"] == []
+  assert 0.9 < evaluator.floors["diversity_real"] < 1.1
+  # Each class one image, repeated (and class 3 with 16 distinct images): the rows of a
+  # collapsed conditional generator. Every class is flagged but class 3.
+  picks = [np.flatnonzero(labels == c)[:16 if c == 3 else 1] for c in range(10)]
+  index = np.concatenate([np.resize(p, 200) for p in picks])
+  collapsed = evaluator(images[index], labels[index])
+  assert collapsed["collapsed"] == [0, 1, 2, 4, 5, 6, 7, 8, 9], collapsed
+  assert collapsed["diversity_min"] == pytest.approx(0, abs=1e-9)
+  assert collapsed["coverage"] == 10  # what class coverage cannot see
+  # The run's summary says so plainly, naming the classes and what to try for this config.
+  from jaxgan.training.config import default_config
+  from jaxgan.training.tasks import noise
+
+  config = default_config()
+  evaluation = {**collapsed, **evaluator.floors}
+  text = noise.summary(5000, evaluation, evaluator, "Fashion-MNIST")
+  assert f"lowest {collapsed['diversity_min']:.2f}" in text
+  warning = noise.collapse_warning(evaluation, config)
+  assert warning.startswith("jaxgan: COLLAPSED: the generator has collapsed in 9 classes "
+                            "(0, 1, 2, 4, 5, 6, 7, 8, 9)")
+  assert "--config.n_critic=5" in warning and "--config.r1_weight=0.1" in warning
+  config.n_critic, config.r1_weight = 5, 0.1  # already there: other advice
+  warning = noise.collapse_warning(evaluation, config)
+  assert "n_critic" not in warning and "r1_weight" not in warning
+  assert "--config.lr_g" in warning
+  assert noise.collapse_warning({**evaluation, "collapsed": []}, config) is None
 
 
 @pytest.mark.slow

@@ -186,11 +186,36 @@ def summary(step: int, evaluation: dict, evaluator, data: str) -> str:
               f"{100 * evaluation['classifier_accuracy']:.1f}%)\n"
               f"  intra-class FD {evaluation['intra_fd']:.2f} (mean over classes of each "
               f"class's FD; real train vs test: {evaluation['intra_fd_floor']:.2f})")
+  if "diversity" in evaluation:
+    by = "class asked for" if "label_accuracy" in evaluation else "predicted class"
+    lines += (f"\n  diversity {evaluation['diversity']:.2f} (each {by}'s feature variance over "
+              f"the real class's, mean; lowest {evaluation['diversity_min']:.2f}; real train "
+              f"images: {evaluation.get('diversity_real', 1.0):.2f})")
   if "cas" in evaluation:
     lines += (f"\n  classification accuracy score {100 * evaluation['cas']:.1f}% (a classifier "
               f"trained on the {evaluator.num_samples:,} generated images, tested on real test "
               f"images; trained on as many real images: {100 * evaluation['cas_real']:.1f}%)")
   return lines
+
+
+def collapse_warning(evaluation: dict, config) -> str | None:
+  """The plain statement of a collapsed generator (classes whose samples vary far less
+  than the real class's), with what to try; None when no class collapsed."""
+  collapsed = evaluation.get("collapsed")
+  if not collapsed:
+    return None
+  which = ", ".join(str(c) for c in collapsed)
+  n = len(collapsed)
+  tries = ["n_critic 5 with the hinge loss and Adam betas (0, 0.9) (--config.n_critic=5 "
+           "--config.loss=hinge --config.b1=0 --config.b2=0.9)" if config.n_critic == 1 else
+           "lower learning rates (--config.lr_g, --config.lr_d)",
+           "R1 (--config.r1_weight=0.1)" if not config.r1_weight else None,
+           "the config's recipe for this model (--config=FILE:MODEL)"]
+  return (f"jaxgan: COLLAPSED: the generator has collapsed in {n} class{'es' * (n > 1)} "
+          f"({which}): their samples vary less than "
+          f"{classifier_lib.COLLAPSE_THRESHOLD:g} of the real class's variance, so they repeat "
+          "a few images. Longer training rarely undoes this; try "
+          + "; or ".join(t for t in tries if t) + ".")
 
 
 def noise_abstract_states(config, G, D, tx_g, tx_d, image_shape, num_classes=0):
@@ -275,7 +300,8 @@ class NoiseTask(Task):
     if self.evaluator is not None:
       # An unconditional run's evaluation holds what it always held.
       floors = (self.evaluator.floors if labels is not None
-                else {"fd_floor": self.evaluator.floor})
+                else {k: v for k, v in self.evaluator.floors.items()
+                      if k in ("fd_floor", "diversity_real")})
       result.update({**self.evaluator(images, labels), **floors})
       if final and labels is not None and config.cas_steps:
         result.update(self.evaluator.cas(images, labels, config.cas_steps))
@@ -292,6 +318,9 @@ class NoiseTask(Task):
     if self.inception is not None:
       lines += ["  " + line for line in self.inception.summary(evaluation,
                                                                 self.config.eval_samples)]
+    warning = collapse_warning(evaluation, self.config)
+    if warning:
+      lines.append(warning)
     return "\n".join(lines)
 
   def postfix(self, metrics):
