@@ -213,12 +213,13 @@ def test_static_lazy_pattern_equals_the_conditional():
   # lax.cond inside the one step does.
   step, sg, sd = make(D=LinearD(), r1_weight=0.5, r1_every=3, augment="diffaugment")
   cond = jax.jit(step)
-  a, b = (sg, sd), (sg, sd)
+  a, b, compiled = (sg, sd), (sg, sd), {}  # one compiled step per pattern, as in the loop
   for i, batch in enumerate(batches(4)):
     assert step.lazy_at(i) == (i % 3 == 0, False)
-    assert step.at(i).lazy == step.lazy_at(i) and step.at(i).r1_every == 3
+    fixed = step.at(i)
+    assert fixed.lazy == step.lazy_at(i) and fixed.r1_every == 3
     *a, ma = cond(*a, batch, jax.random.key(3))
-    *b, mb = jax.jit(step.at(i))(*b, batch, jax.random.key(3))
+    *b, mb = compiled.setdefault(fixed.lazy, jax.jit(fixed))(*b, batch, jax.random.key(3))
     assert_close((a, ma), (b, mb), tol=1e-6, name=f"step {i}")
   assert int(a[1].step) == int(b[1].step) == 4 + 2
   with pytest.raises(ConfigError, match="lazy must be None or a pair of Python bools"):

@@ -67,9 +67,11 @@ def test_path_length_fires_every_pl_every_steps_and_keeps_the_step_counter():
   start = (sg, sd)
   sg, sd, hist = train(step, sg, sd, batches(6))
   # The loop's CPU path: the step with its (R1, PL) pattern fixed instead of lax.cond.
-  s = start
+  s, compiled = start, {}  # one compiled step per pattern, as the loop keeps them
   for i, b in enumerate(batches(6)):
-    *s, m = jax.jit(step.at(i))(*s, b, jax.random.key(9))
+    fixed = step.at(i)
+    *s, m = compiled.setdefault(fixed.lazy, jax.jit(fixed))(*s, b, jax.random.key(9))
+  assert len(compiled) == 2  # PL's step and the plain one
   assert_close((s, m), (sg, sd, hist[-1]), tol=1e-5, name="static lazy")
   assert int(sg.step) == 6  # the iteration counter: PL updates are not counted
   means = [float(m["pl_mean"]) for m in hist]
