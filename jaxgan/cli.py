@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from absl import app, flags
 
@@ -119,6 +119,22 @@ def longer_run(argv: Sequence[str], step: int, steps: int) -> str | None:
   return "python " + shlex.join([argv[0], *args, f"--config.steps={steps}"])
 
 
+def longer_line(result, config, longer: Mapping[str, tuple[int, str]],
+                argv: Sequence[str]) -> str | None:
+  """What the end of a finished CPU-variant run suggests: going on to the length ``longer``
+  gives its model, with the command. None for a preempted run, one already that long, a
+  model with no suggestion, and a collapsed generator (more of the same run rarely undoes a
+  collapse; its summary says what to try instead)."""
+  more_of = longer.get(config.get("model"))
+  if (not more_of or config.get("variant") != "cpu" or not result.grid or result.preempted
+      or result.evaluation.get("collapsed")):
+    return None
+  steps, what = more_of
+  more = longer_run(argv, result.step, steps)
+  return more and (f"{what}: go on with this run to {steps:,} steps (it resumes at step "
+                   f"{result.step:,}): {more}")
+
+
 def _parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
@@ -154,7 +170,8 @@ _TRANSLATE_FAMILIES = ("pix2pix", "cyclegan")
 
 
 def experiment_main(script: str, name: str, family: str = "noise", *,
-                    pending: Sequence[int] = (), longer: tuple[int, str] | None = None) -> None:
+                    pending: Sequence[int] = (),
+                    longer: Mapping[str, tuple[int, str]] | None = None) -> None:
   """The main of every experiment (``experiments/NAME.py``): train (or resume) in
   ``--workdir`` with ``experiments/configs/NAME.py``; or, without training, export samples
   of the newest checkpoint (``--sample_out``; noise-to-image) or translate a file with it
@@ -165,11 +182,11 @@ def experiment_main(script: str, name: str, family: str = "noise", *,
     name: the experiment's name: its config file and default workdir.
     family: ``noise``, ``pix2pix`` or ``cyclegan``: which flags it offers.
     pending: signals the script recorded before its imports, handled first.
-    longer: ``(steps, what)``: after a finished CPU-variant run shorter than ``steps``,
-      print the command that goes on with it to ``steps`` and what that brings.
+    longer: ``{model: (steps, what)}``: after a finished CPU-variant run of that model
+      shorter than ``steps`` whose generator has not collapsed, print the command that goes
+      on with it to ``steps`` and what that brings.
   """
-  config = define_config(os.path.join(os.path.dirname(os.path.abspath(script)), "configs",
-                                      f"{name}.py"))
+  define_config(os.path.join(os.path.dirname(os.path.abspath(script)), "configs", f"{name}.py"))
   workdir = flags.DEFINE_string("workdir", f"workdirs/{name}", "Checkpoints, metrics, "
                                 "TensorBoard events and pictures go here.")
   extra = _define_outputs(family)
@@ -191,16 +208,40 @@ def experiment_main(script: str, name: str, family: str = "noise", *,
     if family in _TRANSLATE_FAMILIES and (extra["translate_in"].value
                                           or extra["translate_out"].value):
       return _translate(workdir.value, extra)
-    result = training.train_and_evaluate(config.value, workdir.value)
+    run_config = config_of_command_line()
+    result = training.train_and_evaluate(run_config, workdir.value)
     report(result, workdir.value)
-    if (longer and config.value.get("variant") == "cpu" and result.grid
-        and not result.preempted):
-      more = longer_run(sys.argv, result.step, longer[0])
-      if more:  # the CPU run is limited by its length: more steps help
-        print(f"{longer[1]}: go on with this run to {longer[0]:,} steps (it resumes at step "
-              f"{result.step:,}): {more}")
+    line = longer_line(result, run_config, longer or {}, sys.argv)
+    if line:
+      print(line)
 
   run(main)
+
+
+def config_of_command_line(flag=None):
+  """The config the command line names: ``--config``'s value, or, where the config file holds
+  a recipe per model (it lists them in ``MODELS``) and ``--config.model`` names one, the
+  file's recipe for that model (in the variant the file was given) with the command line's
+  other fields on top: ``--config.model=resnet`` runs the ResNet's recipe, not the default
+  model's with another network."""
+  flag = flags.FLAGS["config"] if flag is None else flag  # a parsed config_flags flag
+  model = flag.override_values.get("model")
+  if model is None:
+    return flag.value
+  filename = flag.config_filename
+  path, arg = (filename, "") if os.path.exists(filename) else filename.rsplit(":", 1)
+  import runpy
+
+  module = runpy.run_path(path)
+  models = module.get("MODELS", ())
+  if model not in models:
+    return flag.value
+  from jaxgan.training.config import config_arg
+
+  _, variant = config_arg(arg, models)
+  config = module["get_config"](f"{model},{variant}")
+  config.update_from_flattened_dict(flag.override_values)
+  return config
 
 
 def _define_outputs(family: str) -> dict:

@@ -1,42 +1,103 @@
-"""Default config of experiments/mnist.py: the library's recommended DCGAN recipe.
+"""Configs of experiments/mnist.py: a recipe per model, each with its accelerator run and
+its CPU run.
 
-Every field is listed in jaxgan.training.config.default_config(); override any with
---config.field=value. The full variant (an accelerator's run): the TensorFlow tutorial's
-DCGAN pair with spectral normalisation in the discriminator, the non-saturating loss, Adam
-4e-4 for both networks with betas (0.5, 0.999), and a generator EMA (decay 0.99), 20,000
-steps. Chosen by FD, coverage and KL among five recipes at equal steps and batch
-(BUILD_NOTES.md, "Recipes"). The cpu variant (the default where JAX finds no accelerator;
---config=experiments/configs/mnist.py:cpu or :full chooses): 5,000 steps of a
-class-conditional DCGAN at half width with the hinge loss and Adam's betas (0, 0.9) (G(z, y),
-a projection D; the grid has one class per row, and image i of --sample_out is of class
-i % 10), the best samples of the candidates measured at equal time within a 10-minute budget
-on a 2-core CPU (BUILD_NOTES.md, "The first run"); a ResNet chosen with --config.model=resnet
-has G 32 and D 16 channels there.
+``get_config("[MODEL][,VARIANT]")``: ``--config=experiments/configs/mnist.py:resnet,cpu``;
+the model's recipe is also what ``python experiments/mnist.py --config.model=resnet``
+builds. The variant (``full``: an accelerator's run; ``cpu``: minutes on a 2-core CPU) is
+this machine's when not named. Every field of ``jaxgan.training.config.default_config()``
+can still be overridden (``--config.field=value``); the command line wins over the recipe.
+
+* ``dcgan`` (the default): the TensorFlow tutorial's pair with spectral normalisation in D,
+  the non-saturating loss, Adam 4e-4 with betas (0.5, 0.999), a G EMA, 20,000 steps, chosen
+  among five recipes at equal steps (BUILD_NOTES.md, "Recipes"). On a CPU: 5,000 steps of a
+  class-conditional DCGAN at half width with the hinge loss and betas (0, 0.9), the best of
+  the candidates at equal time (BUILD_NOTES.md, "The first run").
+* ``mlp``: the original GAN's fully connected pair (Goodfellow et al., 2014), unconditional.
+* ``resnet``: SNGAN and cGAN-PD (Miyato et al., 2018; Miyato & Koyama, 2018): the hinge loss,
+  5 D updates per G update, Adam 2e-4 with betas (0, 0.9), a class-conditional projection D.
+* ``stylegan2``: the small StyleGAN2 pair (``jaxgan.models.stylegan2_small``: z = w = 64, 2
+  mapping layers, at most 128 channels x width) with the reference's optimiser (Adam 0.0025,
+  betas (0, 0.99)), non-saturating loss and lazy R1 (every 16 steps, the reference's ``auto``
+  gamma 0.0002 * 32^2 / batch), no style mixing or path length (as its ``cifar`` config), a G
+  average of half-life ~350 steps, no augmentation (``--config.augment=diffaugment`` or
+  ``ada`` for small data, with ``data_fraction``).
+
+Each CPU run is measured in BUILD_NOTES.md, "Every model's CPU run", and docs/families.md.
 """
 
-from jaxgan.training.config import default_config, for_this_machine
+from jaxgan.training.config import config_arg, default_config
+
+MODELS = ("dcgan", "mlp", "resnet", "stylegan2")
 
 
-def get_config(variant: str | None = None):
-  """``variant``: ``full`` (an accelerator's run) or ``cpu``; none: this machine's."""
+def get_config(arg: str | None = None):
+  """``arg``: ``[MODEL][,VARIANT]``, e.g. ``resnet,cpu``; none: the DCGAN, this machine's
+  variant."""
+  model, variant = config_arg(arg, MODELS)
   config = default_config()
   config.dataset = "mnist"  # offline: Fashion-MNIST from Debian's package, with a notice
-  config.model = "dcgan"
+  config.batch_size = 64
+  config.variant = variant
+  config.model = model or "dcgan"
+  _RECIPES[config.model](config, variant == "cpu")
+  return config
+
+
+def _dcgan(config, cpu: bool) -> None:
   config.loss = "non_saturating"
   config.spectral_norm = True
-  config.lr_g = 4e-4
-  config.lr_d = 4e-4
-  config.b1 = 0.5
-  config.b2 = 0.999
+  config.lr_g = config.lr_d = 4e-4
+  config.b1, config.b2 = 0.5, 0.999
   config.ema_decay = 0.99
-  config.batch_size = 64
   config.steps = 20_000
-  config.variant = for_this_machine(variant)
-  if config.variant == "cpu":
+  if cpu:
     config.steps = 5000
-    config.width = 0.5  # a DCGAN (or StyleGAN2) of half the channels: 4x fewer FLOPs
-    config.g_channels, config.d_channels = 32, 16  # a ResNet's, if chosen
-    config.conditional = True
+    config.width = 0.5  # half the channels: 4x fewer FLOPs
+    config.conditional = True  # G(z, y), a projection D; the grid has a class per row
     config.loss = "hinge"
     config.b1, config.b2 = 0.0, 0.9
-  return config
+
+
+def _mlp(config, cpu: bool) -> None:
+  config.loss = "non_saturating"
+  config.lr_g = config.lr_d = 2e-4
+  config.b1, config.b2 = 0.5, 0.999
+  config.ema_decay = 0.99
+  config.steps = 20_000
+  if cpu:
+    config.steps = 20_000
+
+
+def _resnet(config, cpu: bool) -> None:
+  config.conditional = True
+  config.loss = "hinge"
+  config.n_critic = 5
+  config.lr_g = config.lr_d = 2e-4
+  config.b1, config.b2 = 0.0, 0.9
+  config.ema_decay = 0.99
+  config.steps = 20_000
+  if cpu:
+    config.g_channels, config.d_channels = 32, 16
+    config.steps = 1500
+
+
+def _stylegan2(config, cpu: bool) -> None:
+  config.latent_dim = config.w_dim = 64
+  config.mapping_layers = 2
+  config.mbstd_group_size = 4
+  config.d_architecture = "resnet"
+  config.loss = "non_saturating"
+  config.r1_weight = 0.0002 * 32**2 / config.batch_size  # the reference's auto gamma
+  config.r1_every = 16
+  config.lr_g = config.lr_d = 0.0025
+  config.b1, config.b2 = 0.0, 0.99
+  config.ema_decay = 0.998
+  config.augment = "none"
+  config.steps = 50_000
+  config.sample_every = 500
+  if cpu:
+    config.steps = 1300
+    config.width = 0.5  # channels {4: 64, 8: 64, 16: 32, 32: 16}
+
+
+_RECIPES = {"dcgan": _dcgan, "mlp": _mlp, "resnet": _resnet, "stylegan2": _stylegan2}

@@ -7,12 +7,16 @@ one with what replaced it).
 
 An experiment's config file has variants, ``get_config(variant)`` (``--config=FILE:cpu``):
 ``full`` is the run an accelerator makes, ``cpu`` a run of minutes on a laptop's CPU; with
-none named, ``for_this_machine`` picks ``cpu`` where JAX finds no accelerator.
+none named, ``for_this_machine`` picks ``cpu`` where JAX finds no accelerator. A file that
+holds a recipe per model lists them in ``MODELS`` and takes ``[MODEL][,VARIANT]``
+(``config_arg``); the experiments' command line then builds the recipe of the model it is
+given (``--config.model=resnet``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import jax
 import ml_collections
@@ -230,6 +234,27 @@ def for_this_machine(variant: str | None = None) -> str:
   return variant
 
 
+def config_arg(arg: str | None, models: Sequence[str]) -> tuple[str | None, str]:
+  """A config file's argument, ``[MODEL][,VARIANT]`` (``cpu``, ``resnet``, ``resnet,cpu``;
+  ``--config=FILE:resnet,cpu``), as ``(model or None, variant)``; the variant is
+  ``for_this_machine``'s when not named.
+
+  Raises:
+    jaxgan.errors.ConfigError: a part that is neither one of ``models`` nor a variant.
+  """
+  model, variant = None, None
+  for part in filter(None, (p.strip() for p in (arg or "").split(","))):
+    if part in models and model is None:
+      model = part
+    elif part in (*VARIANTS, "auto") and variant is None:
+      variant = part
+    else:
+      raise ConfigError(f"Unknown config argument {part!r} in {arg!r}: name a model "
+                        f"{tuple(models)}, a variant {VARIANTS}, or both (resnet,cpu), after "
+                        "the config file (--config=experiments/configs/mnist.py:resnet,cpu).")
+  return model, for_this_machine(variant)
+
+
 def complete_any(config: ml_collections.ConfigDict | dict) -> ml_collections.ConfigDict:
   """The completed, checked config of its family (noise-to-image, pix2pix or CycleGAN),
   with this machine's evaluation size; says which variant runs."""
@@ -408,7 +433,12 @@ def _say_variant(config) -> None:
   what = f"{config.steps:,} steps"
   if config.family == "noise":
     kind = "class-conditional " if config.conditional else ""
-    what += (f" of the {kind}{config.model} at width {config.width:g}, {config.loss} loss, "
+    size = (f"G {config.g_channels or round(256 * config.width)}, D "
+            f"{config.d_channels or round(128 * config.width)} channels"
+            if config.model == "resnet" else "" if config.model == "mlp"
+            else f"width {config.width:g}")
+    what += (f" of the {kind}{config.model}{f' ({size})' if size else ''}, {config.loss} loss"
+             f"{f', {config.n_critic} D steps per G step' if config.n_critic > 1 else ''}, "
              f"Adam betas ({config.b1:g}, {config.b2:g})")
   if config.variant == "cpu":
     why = "no accelerator found, so this is" if on_cpu else "this is"

@@ -356,8 +356,10 @@ class Child:
 def test_sigterm_in_every_window_exits_0_keeps_everything_and_resumes_exactly(tmp_path):
   workdir = tmp_path / "run"
   reference = tmp_path / "reference"
-  # The uninterrupted run: the script's own config, as the processes read it.
-  config = runpy.run_path(os.path.join(ROOT, "experiments", "configs", "mnist.py"))["get_config"]()
+  # The uninterrupted run: the script's own config, as the processes read it (the recipe of
+  # the model their command line names).
+  config = runpy.run_path(os.path.join(ROOT, "experiments", "configs", "mnist.py"))[
+      "get_config"](WINDOWS_RUN["model"])
   config.update(WINDOWS_RUN)
   loop.train_and_evaluate(config, str(reference))
   want_step, want = read_checkpoint(reference)

@@ -149,11 +149,11 @@ def test_the_stylegan2_cifar10_config_is_the_references_cifar_config():
     assert (count(vg["params"]), count(vd["params"])) == expected
 
 
-def test_the_stylegan2_mnist_config_is_a_short_cpu_run_of_the_half_width_small_pair():
+def test_the_mnist_stylegan2_recipe_is_a_short_cpu_run_of_the_half_width_small_pair():
   get_config = runpy.run_path(os.path.join(ROOT, "experiments", "configs",
-                                           "stylegan2_mnist.py"))["get_config"]
+                                           "mnist.py"))["get_config"]
   assert jax.default_backend() == "cpu"
-  auto = config_lib.complete_config(get_config())
+  auto = config_lib.complete_config(get_config("stylegan2"))
   assert (auto.model, auto.steps, auto.width, auto.augment) == ("stylegan2", 1300, 0.5, "none")
   np.testing.assert_allclose(auto.r1_weight, 0.0002 * 32 ** 2 / 64)  # the reference's auto
   G, D = noise_tasks.make_models(auto, (28, 28, 1))
@@ -166,5 +166,5 @@ def test_the_stylegan2_mnist_config_is_a_short_cpu_run_of_the_half_width_small_p
       small_d.channel_base, small_d.channel_max, small_d.mbstd_group_size)
   # On an accelerator the config's own width (1.0) and the full run.
   with mock.patch.object(jax, "default_backend", lambda: "gpu"):
-    full = config_lib.complete_config(get_config())
+    full = config_lib.complete_config(get_config("stylegan2"))
   assert (full.steps, full.width) == (50_000, 1.0)
