@@ -140,6 +140,7 @@ def test_pmap_shard_map_and_one_device_agree(family):
     assert_close((sg, sd, m), reference, name=name)
 
 
+@pytest.mark.slow
 def test_a_different_model_is_not_trained_silently():
   # The mechanism the agreement rests on, checked to fail without it: the users' pair
   # over 8 devices with the library's axis following turned off differs from one device.

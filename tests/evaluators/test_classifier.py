@@ -86,6 +86,8 @@ def test_pictures_for_people_draw_each_image_at_least_84_pixels():
     pictures.upscale(exact, 1.5)
 
 
+# The tests on the trained Fashion-MNIST classifier are in the full suite: on a cold cache
+# the fixture trains it (about 30 s), more than the fast tier can spend.
 @pytest.fixture(scope="module")
 def fashion_classifier():
   train = sources.load_idx(sources.DEBIAN_FASHION_MNIST, "train")
@@ -94,6 +96,7 @@ def fashion_classifier():
   return model, params, train, test
 
 
+@pytest.mark.slow
 @needs_fashion
 def test_classifier_features_separate_real_from_noise(fashion_classifier):
   model, params, train, test = fashion_classifier
@@ -221,6 +224,7 @@ def fashion_evaluator(fashion_classifier):
   return classifier_lib.Evaluator(train, test, num_samples=2000, log=lambda _: None), train, test
 
 
+@pytest.mark.slow
 @needs_fashion
 def test_label_accuracy_and_intra_fd_on_real_images(fashion_evaluator):
   evaluator, train, test = fashion_evaluator
@@ -245,6 +249,7 @@ def test_label_accuracy_and_intra_fd_on_real_images(fashion_evaluator):
   assert evaluator.floors["fd_floor"] == evaluator.floor
 
 
+@pytest.mark.slow
 @needs_fashion
 def test_collapse_is_flagged_on_repeated_images_and_not_on_real_ones(fashion_evaluator):
   evaluator, train, test = fashion_evaluator

@@ -81,6 +81,7 @@ def test_features_of_real_images_match_the_reference_network(reference_and_ours)
     np.testing.assert_allclose(got, ref, rtol=1e-3, atol=1e-4 * np.abs(ref).max())
 
 
+@pytest.mark.slow
 @needs_reference
 def test_fid_between_two_real_sets_matches_the_reference_network(reference_and_ours):
   reference, ours = reference_and_ours

@@ -154,6 +154,7 @@ def test_sizes_28_32_64_and_more_blocks_for_larger_images(shape, blocks):
     models.ResNetGenerator((6, 6, 1), 16).init(jax.random.key(0), jnp.zeros((1, 8)))
 
 
+@pytest.mark.slow
 def test_out_of_range_labels_poison_the_output_instead_of_picking_a_class():
   G, D = models.ResNetGenerator((16, 16, 1), 16, 4), models.ResNetDiscriminator(16, 4)
   z, x = jnp.ones((3, 8)), jnp.ones((3, 16, 16, 1))

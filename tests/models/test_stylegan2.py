@@ -177,6 +177,7 @@ def test_truncation_psi_zero_gives_the_w_avg_image_for_every_latent():
   assert np.abs(plain - img0).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_w_avg_moves_toward_the_batch_mean_with_beta_0995():
   G, _ = _small()
   z = jax.random.normal(jax.random.key(0), (6, 8))

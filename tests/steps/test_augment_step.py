@@ -72,6 +72,7 @@ def test_ada_with_p_zero_trains_exactly_as_no_augmentation():
     np.testing.assert_array_equal(np.asarray(plain[2][k]), np.asarray(fixed[2][k]))
 
 
+@pytest.mark.slow
 def test_d_sees_augmented_images_and_g_is_trained_through_the_augmentation():
   # DiffAugment's translation zero-fills: a D of <w, x> weighs every pixel, so D's
   # outputs on the reals change; and G's gradient is nonzero and finite through it.

@@ -182,6 +182,7 @@ def test_auxiliary_classifier_loss_is_the_real_batchs_cross_entropy():
     jaxgan.make_train_step(G, D, "hinge", fake_labels="argmax")
 
 
+@pytest.mark.slow
 def test_conditional_dcgan_starts_as_the_unconditional_one_plus_a_projection():
   z = jax.random.normal(jax.random.key(0), (6, 16))
   y = jnp.array([0, 1, 2, 3, 0, 1])
