@@ -184,9 +184,15 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
   from jaxgan.training import config as config_lib
 
   config_lib.complete_any(resnet)
+  err = capsys.readouterr().err
   assert ("jaxgan: no accelerator found, so this is the config's CPU run: 1,500 steps of the "
           "class-conditional resnet (G 32, D 16 channels), hinge loss, 5 D steps per G step, "
-          "Adam betas (0, 0.9)") in capsys.readouterr().err
+          "Adam betas (0, 0.9)") in err
+  # A recipe that cannot give recognisable samples here says so next, with what does.
+  (note,) = [line for line in err.splitlines() if "learns slowly" in line]
+  assert note.startswith("jaxgan: the ResNet") and note.endswith("python experiments/mnist.py")
+  config_lib.complete_any(default)
+  assert "learns slowly" not in capsys.readouterr().err
   # A model the file has no recipe for is left to the validation to name.
   other = config_of_command_line(parsed_config_flag("--config.model=transformer"))
   assert other.model == "transformer" and other.loss == "hinge"

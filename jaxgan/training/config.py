@@ -117,6 +117,8 @@ def default_config() -> ml_collections.ConfigDict:
   c.batch_size = 256  # global, over all devices
   c.steps = 20_000  # generator updates in all (resuming continues up to this)
   c.variant = ""  # which variant of an experiment's config this is (cpu | full), if any
+  # What the cpu variant cannot give and the command that does, said when it starts.
+  c.cpu_note = ""
   c.seed = 0
   c.parallel = "pmap"  # pmap | shard_map
   c.num_devices = 0  # 0: every device; n: the first n (one process only)
@@ -191,6 +193,8 @@ def translation_default_config(family: str) -> ml_collections.ConfigDict:
   c.batch_size = 1  # the reference's
   c.steps = 200_000
   c.variant = ""  # which variant of an experiment's config this is (cpu | full), if any
+  # What the cpu variant cannot give and the command that does, said when it starts.
+  c.cpu_note = ""
   c.seed = 0
   c.parallel = "pmap"
   c.num_devices = 0
@@ -445,6 +449,8 @@ def _say_variant(config) -> None:
     notice(f"jaxgan: {why} the config's CPU run: {what} (on a GPU or TPU the config's full "
            "variant runs; --config=FILE:full chooses it here). Set --config.steps to choose "
            "the length.")
+    if config.get("cpu_note"):
+      notice(f"jaxgan: {config.cpu_note}")
   else:
     where = ("a CPU (no accelerator found; --config=FILE:cpu is a run of minutes)" if on_cpu
              else f"{jax.device_count()} x {jax.devices()[0].device_kind}")

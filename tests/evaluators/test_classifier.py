@@ -273,17 +273,21 @@ def test_collapse_is_flagged_on_repeated_images_and_not_on_real_ones(fashion_eva
   from jaxgan.training.tasks import noise
 
   config = default_config()
+  config.conditional = True
   evaluation = {**collapsed, **evaluator.floors}
   text = noise.summary(5000, evaluation, evaluator, "Fashion-MNIST")
   assert f"lowest {collapsed['diversity_min']:.2f}" in text
   warning = noise.collapse_warning(evaluation, config)
   assert warning.startswith("jaxgan: COLLAPSED: the generator has collapsed in 9 classes "
-                            "(0, 1, 2, 4, 5, 6, 7, 8, 9)")
+                            "(0, 1, 2, 4, 5, 6, 7, 8, 9, the grid's rows counted from 0)")
   assert "--config.n_critic=5" in warning and "--config.r1_weight=0.1" in warning
-  config.n_critic, config.r1_weight = 5, 0.1  # already there: other advice
+  assert "--config.lr_g=0.0001 --config.lr_d=0.0001" in warning  # half the 2e-4 default
+  assert "--config.conditional=False" in warning
+  # What the config already does is not offered again; the next step is.
+  config.n_critic, config.r1_weight, config.conditional = 5, 0.1, False
   warning = noise.collapse_warning(evaluation, config)
-  assert "n_critic" not in warning and "r1_weight" not in warning
-  assert "--config.lr_g" in warning
+  assert "n_critic" not in warning and "conditional" not in warning and "rows" not in warning
+  assert "a stronger R1 (--config.r1_weight=1)" in warning
   assert noise.collapse_warning({**evaluation, "collapsed": []}, config) is None
 
 

@@ -206,16 +206,19 @@ def collapse_warning(evaluation: dict, config) -> str | None:
     return None
   which = ", ".join(str(c) for c in collapsed)
   n = len(collapsed)
-  tries = ["n_critic 5 with the hinge loss and Adam betas (0, 0.9) (--config.n_critic=5 "
-           "--config.loss=hinge --config.b1=0 --config.b2=0.9)" if config.n_critic == 1 else
-           "lower learning rates (--config.lr_g, --config.lr_d)",
-           "R1 (--config.r1_weight=0.1)" if not config.r1_weight else None,
-           "the config's recipe for this model (--config=FILE:MODEL)"]
+  # Heuristics, not guarantees: what the GAN literature reaches for against collapse.
+  tries = ["5 D steps per G step, as SNGAN trains (--config.n_critic=5)"
+           if config.n_critic == 1 else None,
+           "R1 on the real images (--config.r1_weight=0.1)" if not config.r1_weight else
+           f"a stronger R1 (--config.r1_weight={10 * config.r1_weight:g})",
+           f"lower learning rates (--config.lr_g={config.lr_g / 2:g} "
+           f"--config.lr_d={config.lr_d / 2:g})",
+           "an unconditional run (--config.conditional=False)" if config.conditional else None]
+  rows = ", the grid's rows counted from 0" if config.conditional else ""
   return (f"jaxgan: COLLAPSED: the generator has collapsed in {n} class{'es' * (n > 1)} "
-          f"({which}): their samples vary less than "
+          f"({which}{rows}): their samples vary less than "
           f"{classifier_lib.COLLAPSE_THRESHOLD:g} of the real class's variance, so they repeat "
-          "a few images. Longer training rarely undoes this; try "
-          + "; or ".join(t for t in tries if t) + ".")
+          "a few images. Try " + "; or ".join(t for t in tries if t) + ".")
 
 
 def noise_abstract_states(config, G, D, tx_g, tx_d, image_shape, num_classes=0):
