@@ -123,8 +123,8 @@ def longer_line(result, config, longer: Mapping[str, tuple[int, str]],
                 argv: Sequence[str]) -> str | None:
   """What the end of a finished CPU-variant run suggests: going on to the length ``longer``
   gives its model, with the command. None for a preempted run, one already that long, a
-  model with no suggestion, and a collapsed generator (more of the same run rarely undoes a
-  collapse; its summary says what to try instead)."""
+  model with no suggestion, and a collapsed generator (its summary names other changes to
+  try rather than more of the same steps)."""
   more_of = longer.get(config.get("model"))
   if (not more_of or config.get("variant") != "cpu" or not result.grid or result.preempted
       or result.evaluation.get("collapsed")):
