@@ -32,8 +32,6 @@ Each CPU run is measured in BUILD_NOTES.md, "Every model's CPU run", and docs/fa
 
 from jaxgan.training.config import config_arg, default_config
 
-MODELS = ("dcgan", "mlp", "resnet", "stylegan2")
-
 
 def get_config(arg: str | None = None):
   """``arg``: ``[MODEL][,VARIANT]``, e.g. ``resnet,cpu``; none: the DCGAN, this machine's
@@ -115,3 +113,4 @@ def _stylegan2(config, cpu: bool) -> None:
 
 
 _RECIPES = {"dcgan": _dcgan, "mlp": _mlp, "resnet": _resnet, "stylegan2": _stylegan2}
+MODELS = tuple(_RECIPES)  # the models with a recipe here; the command line reads it
