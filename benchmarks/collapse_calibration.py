@@ -9,9 +9,12 @@ Scores, with the evaluation classifier of the offline Fashion-MNIST (the loop's)
 
 * real training images (five disjoint draws): what an ideal generator scores;
 * k distinct real images per class, each repeated to 200 (k = 1, 2, 4, ..., 64): a generator
-  that has collapsed to k modes per class;
-* real images blurred, and real images mixed with their class mean (half way): diverse-looking
-  sets with less variance than the real data, for the region between;
+  that has collapsed to k modes per class; and the same with each copy drawn fainter or at
+  another contrast (a collapsed generator's rows often repeat one shape in several
+  brightnesses);
+* real images blurred, at random brightnesses, and mixed with their class mean (half way and
+  further): diverse sets that are not collapsed, and sets with less variety, for the region
+  between;
 * ``--samples`` files written by ``experiments/mnist.py --sample_out`` (``:cond``: image i is
   of class i % 10, as a conditional run exports them; else classes are predicted).
 
@@ -61,11 +64,20 @@ def main() -> None:
                                       PER_CLASS) for c in range(10)])
     print(_row(f"{k} real image(s) per class, repeated", evaluator(images[index],
                                                                    labels[index])))
+    if k <= 4:
+      fainter = (images[index] + 1) * rng.uniform(0.3, 1.0, (len(index), 1, 1, 1)) - 1
+      print(_row(f"{k} per class, each copy fainter (x 0.3-1)", evaluator(fainter,
+                                                                         labels[index])))
+      contrast = np.clip(images[index] * rng.uniform(0.5, 1.5, (len(index), 1, 1, 1)), -1, 1)
+      print(_row(f"{k} per class, each copy at another contrast (x 0.5-1.5)",
+                 evaluator(contrast, labels[index])))
   index = order[:N]
   picked, picked_labels = images[index], labels[index]
   blurred = (picked + np.roll(picked, 1, 1) + np.roll(picked, -1, 1) + np.roll(picked, 1, 2)
              + np.roll(picked, -1, 2)) / 5
   print(_row("real, blurred (5-point)", evaluator(blurred, picked_labels)))
+  fainter = (picked + 1) * rng.uniform(0.3, 1.0, (N, 1, 1, 1)) - 1
+  print(_row("real, each fainter (x 0.3-1)", evaluator(fainter, picked_labels)))
   means = np.stack([images[labels == c].mean(0) for c in range(10)])
   for share in (0.5, 0.7):
     mixed = (1 - share) * picked + share * means[picked_labels]

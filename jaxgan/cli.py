@@ -220,13 +220,15 @@ def experiment_main(script: str, name: str, family: str = "noise", *,
 
 def config_of_command_line(flag=None):
   """The config the command line names: ``--config``'s value, or, where the config file holds
-  a recipe per model (it lists them in ``MODELS``) and ``--config.model`` names one, the
-  file's recipe for that model (in the variant the file was given) with the command line's
-  other fields on top: ``--config.model=resnet`` runs the ResNet's recipe, not the default
-  model's with another network."""
+  a recipe per model (it lists them in ``MODELS``) and the command line sets
+  ``--config.model`` or ``--config.conditional``, the file's recipe for that model (in the
+  variant the file was given), built knowing whether the run is conditional, with the
+  command line's other fields on top: ``--config.model=resnet`` runs the ResNet's recipe,
+  not the default model's with another network, and a recipe may differ for its
+  conditional run."""
   flag = flags.FLAGS["config"] if flag is None else flag  # a parsed config_flags flag
-  model = flag.override_values.get("model")
-  if model is None:
+  overrides = flag.override_values
+  if "model" not in overrides and "conditional" not in overrides:
     return flag.value
   filename = flag.config_filename
   path, arg = (filename, "") if os.path.exists(filename) else filename.rsplit(":", 1)
@@ -234,13 +236,17 @@ def config_of_command_line(flag=None):
 
   module = runpy.run_path(path)
   models = module.get("MODELS", ())
-  if model not in models:
+  if not models:
     return flag.value
   from jaxgan.training.config import config_arg
 
-  _, variant = config_arg(arg, models)
-  config = module["get_config"](f"{model},{variant}")
-  config.update_from_flattened_dict(flag.override_values)
+  named, variant = config_arg(arg, models)
+  model = overrides.get("model", named)
+  if model is not None and model not in models:
+    return flag.value
+  config = module["get_config"](",".join(filter(None, (model, variant))),
+                                conditional=overrides.get("conditional"))
+  config.update_from_flattened_dict(overrides)
   return config
 
 

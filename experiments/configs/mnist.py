@@ -24,8 +24,10 @@ can still be overridden (``--config.field=value``); the command line wins over t
   betas (0, 0.99)), non-saturating loss and lazy R1 (every 16 steps, the reference's ``auto``
   gamma 0.0002 * 32^2 / batch), no style mixing or path length (as its ``cifar`` config), a G
   average of half-life ~350 steps, no augmentation (``--config.augment=diffaugment`` or
-  ``ada`` for small data, with ``data_fraction``). On a CPU: width 0.5, 1,300 steps (under
-  7 minutes), which draws rough shapes: the run says so when it starts.
+  ``ada`` for small data, with ``data_fraction``). On a CPU: width 0.5, 1,300 steps;
+  conditional (``--config.conditional=True``), width 0.25 with the class faded in over steps
+  300-800 (Shahbazi et al.'s transitional training, without which each class collapses onto
+  one shape). Both draw rough shapes, and the run says so when it starts.
 
 Each CPU run is measured in BUILD_NOTES.md, "Every model's CPU run", and docs/families.md.
 """
@@ -33,16 +35,21 @@ Each CPU run is measured in BUILD_NOTES.md, "Every model's CPU run", and docs/fa
 from jaxgan.training.config import config_arg, default_config
 
 
-def get_config(arg: str | None = None):
+def get_config(arg: str | None = None, conditional: bool | None = None):
   """``arg``: ``[MODEL][,VARIANT]``, e.g. ``resnet,cpu``; none: the DCGAN, this machine's
-  variant."""
+  variant. ``conditional``: what the command line asks for (``--config.conditional``), which
+  a recipe may answer with other settings; None: the recipe's choice."""
   model, variant = config_arg(arg, MODELS)
   config = default_config()
   config.dataset = "mnist"  # offline: Fashion-MNIST from Debian's package, with a notice
   config.batch_size = 64
   config.variant = variant
   config.model = model or "dcgan"
+  if conditional is not None:
+    config.conditional = conditional  # what the recipe sees
   _RECIPES[config.model](config, variant == "cpu")
+  if conditional is not None:
+    config.conditional = conditional  # over a recipe's own choice
   return config
 
 
@@ -104,10 +111,17 @@ def _stylegan2(config, cpu: bool) -> None:
   if cpu:
     config.steps = 1300
     config.width = 0.5  # channels {4: 64, 8: 64, 16: 32, 32: 16}
+    if config.conditional:
+      # 1,300 conditional steps collapse each class onto one shape unless the class fades
+      # in (Shahbazi et al.): unconditional to step 300, weight 1 from step 800. At width
+      # 0.5 two classes still collapse, at twice the cost of a step of width 0.25
+      # (BUILD_NOTES.md, "Every model's CPU run").
+      config.width = 0.25  # channels {4: 32, 8: 32, 16: 16, 32: 8}
+      config.transition_start, config.transition_end = 300, 800
     config.cpu_note = (
         "StyleGAN2 needs an accelerator: its CPU run draws shoes, trousers and rounded "
-        "blocks for the tops (FD ~87), and conditional (--config.conditional=True) it "
-        "collapses to one shape per class; for recognisable samples run it on a GPU or TPU "
+        "blocks for the tops (FD ~87; conditional, rows of rough shapes, FD ~63); for "
+        "recognisable samples run it on a GPU or TPU "
         "(the same command there runs its full recipe), or the DCGAN here: "
         "python experiments/mnist.py")
 

@@ -277,7 +277,7 @@ class MappingNetwork(nn.Module):
 
   @nn.compact
   def __call__(self, z: jax.Array | None, y=None, train: bool = True,
-               update_w_avg: bool = True) -> jax.Array:
+               update_w_avg: bool = True, transition=1.0) -> jax.Array:
     parts = []
     if z is not None:
       parts.append(normalize_2nd_moment(z.astype(jnp.float32)))
@@ -286,7 +286,10 @@ class MappingNetwork(nn.Module):
       bias = self.param("embed_bias", nn.initializers.zeros, (self.w_dim,))
       # The reference's dense layer on a one-hot vector is a gain-scaled table row.
       e = class_rows(table, y) / math.sqrt(self.num_classes) + bias
-      parts.append(normalize_2nd_moment(e))
+      e = normalize_2nd_moment(e)
+      if not _is_one(transition):
+        e = e * transition  # 0: the class does not reach w (see StyleGAN2Generator.mapping)
+      parts.append(e)
     x = jnp.concatenate(parts, axis=-1)
     for i in range(self.num_layers):
       x = EqualDense(self.w_dim, lr_mul=self.lr_mul, activation="lrelu", name=f"fc{i}")(x)
@@ -336,7 +339,7 @@ class StyleGAN2Generator(nn.Module):
     return 2 * int(math.log2(resolution_of(self.image_shape))) - 2
 
   def mapping(self, z: jax.Array, y=None, train: bool = True, *, truncation_psi: float = 1.0,
-              z_mix: jax.Array | None = None, mix_cutoff=None) -> jax.Array:
+              z_mix: jax.Array | None = None, mix_cutoff=None, transition=1.0) -> jax.Array:
     """``ws [N, num_ws, w_dim]``: ``w`` for every layer.
 
     Args:
@@ -347,15 +350,20 @@ class StyleGAN2Generator(nn.Module):
       z_mix: style mixing: the layers from ``mix_cutoff`` on take ``w`` of ``z_mix``
         (which does not move ``w_avg``).
       mix_cutoff: the first layer given ``z_mix``'s style (traced; ``num_ws``: none).
+      transition: a conditional generator's class weight in ``[0, 1]`` (may be traced):
+        the normalised class embedding enters the mapping scaled by it, so 0 is an
+        unconditional generator and 1 (the default) the conditional one. The transitional
+        training of Shahbazi et al. (2022) raises it from 0 to 1 (``make_train_step``'s
+        ``transition``).
     """
     check_label_argument(type(self).__name__, self.num_classes, y)
-    w = self.mapping_net(z, y, train)
+    w = self.mapping_net(z, y, train, transition=transition)
     if truncation_psi != 1.0:
       w_avg = self.mapping_net.variables["moving_stats"]["w_avg"]
       w = w_avg + truncation_psi * (w - w_avg)
     ws = jnp.broadcast_to(w[:, None, :], (w.shape[0], self.num_ws, self.w_dim))
     if z_mix is not None:
-      w2 = self.mapping_net(z_mix, y, train, update_w_avg=False)
+      w2 = self.mapping_net(z_mix, y, train, update_w_avg=False, transition=transition)
       layer = jnp.arange(self.num_ws)[None, :, None]
       ws = jnp.where(layer < mix_cutoff, ws, w2[:, None, :])
     return ws
@@ -371,10 +379,10 @@ class StyleGAN2Generator(nn.Module):
 
   def __call__(self, z: jax.Array, y=None, train: bool = True, *,
                truncation_psi: float = 1.0, z_mix: jax.Array | None = None,
-               mix_cutoff=None) -> jax.Array:
+               mix_cutoff=None, transition=1.0) -> jax.Array:
     """Images ``[N, H, W, C]``; the keywords as ``mapping``'s."""
     ws = self.mapping(z, y, train, truncation_psi=truncation_psi, z_mix=z_mix,
-                      mix_cutoff=mix_cutoff)
+                      mix_cutoff=mix_cutoff, transition=transition)
     return self.synthesis(ws, train)
 
 
@@ -438,6 +446,11 @@ class StyleGAN2Discriminator(nn.Module):
     mbstd_num_channels: stddev maps (1).
     num_classes: 0 unconditional; else the projection onto the mapped class embedding.
     mapping_layers: layers of the class mapping of a conditional D.
+    unconditional_head: a conditional D also has an unconditional output ``out(x)``
+      beside the projection (the reference's D is the projection alone): it returns
+      ``out(x) + projection(x, y)`` (the projection discriminator of Miyato & Koyama), or
+      with ``heads=True`` the two as ``[N, 2]``, which the transitional training of
+      Shahbazi et al. weighs as two losses (``make_train_step``'s ``transition``).
   """
 
   channel_base: int = 32768
@@ -447,10 +460,16 @@ class StyleGAN2Discriminator(nn.Module):
   mbstd_num_channels: int = 1
   num_classes: int = 0
   mapping_layers: int = 2
+  unconditional_head: bool = False
 
   @nn.compact
-  def __call__(self, x: jax.Array, y=None, train: bool = True) -> jax.Array:
+  def __call__(self, x: jax.Array, y=None, train: bool = True,
+               heads: bool = False) -> jax.Array:
     check_label_argument(type(self).__name__, self.num_classes, y)
+    if heads and not (self.unconditional_head and self.num_classes):
+      raise ConfigError("heads=True returns a conditional StyleGAN2Discriminator's "
+                        "unconditional output and its projection: create it with "
+                        "num_classes=C and unconditional_head=True.")
     if self.architecture not in ARCHITECTURES:
       raise ConfigError(f"architecture must be one of {ARCHITECTURES}, got "
                         f"{self.architecture!r}.")
@@ -481,7 +500,18 @@ class StyleGAN2Discriminator(nn.Module):
     out = EqualDense(c4, name="b4_out")(h)
     cmap = MappingNetwork(c4, self.mapping_layers, self.num_classes, w_avg_beta=None,
                           name="mapping")(None, y, train)
-    return jnp.sum(out * cmap, axis=-1) / math.sqrt(c4)
+    projection = jnp.sum(out * cmap, axis=-1) / math.sqrt(c4)
+    if not self.unconditional_head:
+      return projection
+    unconditional = EqualDense(1, name="b4_out_uc")(h)[:, 0]
+    if heads:
+      return jnp.stack([unconditional, projection], axis=-1)
+    return unconditional + projection
+
+
+def _is_one(value) -> bool:
+  """Whether ``value`` is the Python number 1 (the default: the exact conditional path)."""
+  return isinstance(value, int | float) and value == 1
 
 
 # -- presets ----------------------------------------------------------------------------------

@@ -133,6 +133,35 @@ def style_based(G: nn.Module) -> bool:
       getattr(G, "num_ws", None), int)
 
 
+def transition_weight(transition: tuple[int, int], step) -> jax.Array:
+  """The class's weight at ``step`` of a transitional run: 0 before ``start``, rising
+  linearly to 1 at ``end``, then 1 (``transition = (start, end)``, in steps)."""
+  start, end = transition
+  return jnp.clip((jnp.asarray(step, jnp.float32) - start) / (end - start), 0.0, 1.0)
+
+
+def _transition_arg(transition) -> dict:
+  """The ``transition`` keyword of a module call, or none for a pair without one."""
+  return {} if transition is None else {"transition": transition}
+
+
+def _check_transition(G, D, transition) -> tuple[int, int] | None:
+  if transition is None:
+    return None
+  if not (isinstance(transition, tuple | list) and len(transition) == 2
+          and all(isinstance(t, int) and not isinstance(t, bool) for t in transition)
+          and 0 <= transition[0] < transition[1]):
+    raise ConfigError(f"transition must be a pair of steps (start, end) with 0 <= start < "
+                      f"end, e.g. (200, 600), or None; got {transition!r}.")
+  if not (style_based(G) and getattr(D, "unconditional_head", False)):
+    raise ConfigError(f"transition needs a StyleGAN2Generator and a StyleGAN2Discriminator "
+                      f"with unconditional_head=True (the unconditional output that carries "
+                      f"training before the class comes in); got {type(G).__name__} and "
+                      f"{type(D).__name__}"
+                      f"{'' if getattr(D, 'unconditional_head', True) else ' without it'}.")
+  return tuple(transition)
+
+
 def _check_style_options(G, style_mixing, pl_weight, pl_every, pl_decay, shrink) -> None:
   if not isinstance(style_mixing, int | float) or not 0 <= style_mixing <= 1:
     raise ConfigError(f"style_mixing must be a probability in [0, 1] (StyleGAN2: 0.9), got "
@@ -162,6 +191,7 @@ class _Batch(NamedTuple):
   num_classes: int
   offset: Any  # the global index of this device's first example
   p: jax.Array | None  # ADA's augmentation probability at this step
+  transition: jax.Array | None  # the class's weight in a transitional pair, else None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -190,6 +220,7 @@ class TrainStep:
   pl_decay: float = 0.01
   pl_batch_shrink: int = 2
   lazy: tuple[bool, bool] | None = None  # fixed by ``at(step)``; None: decided in the step
+  transition: tuple[int, int] | None = None
 
   # -- helpers, all pure ------------------------------------------------------------
 
@@ -212,25 +243,43 @@ class TrainStep:
     return {"z_mix": sample_latent(k_z, batch_size, latent_dim, offset), "mix_cutoff": cutoff}
 
   def _generate(self, state_g: NetState, params, z: jax.Array, y, rng: jax.Array,
-                offset=0):
+                offset=0, transition=None):
     """Train-mode forward of G (``y``: class ids, or None); returns (images, model state)."""
     mix = self._mixing(jax.random.fold_in(rng, 7), z.shape[0], z.shape[1], offset)
     with layers.device_independent(self.axis_name):
       out, model_state = self.G.apply(state_g.variables(params), z, *label_args(y), train=True,
                                       rngs=self._rngs(rng), mutable=list(state_g.module_state),
-                                      **mix)
+                                      **mix, **_transition_arg(transition))
     return out, model_state
 
   def _discriminate(self, params, model_state, x: jax.Array, y, rng: jax.Array,
-                    num_classes: int = 0):
+                    num_classes: int = 0, transition=None):
     """Train-mode forward of D; returns (logits [B], class logits [B, C] or None, model
     state)."""
     with layers.device_independent(self.axis_name):
       out, model_state = self.D.apply({"params": params, **model_state}, x, *label_args(y),
                                       train=True, rngs=self._rngs(rng),
-                                      mutable=list(model_state))
+                                      mutable=list(model_state),
+                                      **({} if transition is None else {"heads": True}))
+    if transition is not None:  # [B, 2]: the unconditional output and the projection
+      return out, None, model_state
     logits, class_logits = split_d_output(out, x.shape[0], num_classes)
     return logits, class_logits, model_state
+
+  @staticmethod
+  def _weighed(loss_fn, transition, *logits) -> jax.Array:
+    """``loss_fn`` of the logits; in a transitional pair, of the unconditional output plus
+    ``transition`` times that of the projection (Shahbazi et al.'s two terms)."""
+    if transition is None:
+      return loss_fn(*logits)
+    return (loss_fn(*(x[:, 0] for x in logits))
+            + transition * loss_fn(*(x[:, 1] for x in logits)))
+
+  @staticmethod
+  def _unconditional(logits, transition) -> jax.Array:
+    """The logits the penalties, ADA and the metrics see: a transitional pair's
+    unconditional output (the reference's R1 is on it alone), else the logits."""
+    return logits if transition is None else logits[:, 0]
 
   def _check_inputs(self, state_g: NetState, state_d: NetState, batch) -> jax.Array:
     for name, state in (("state_g", state_g), ("state_d", state_d)):
@@ -344,9 +393,15 @@ class TrainStep:
     self._check_step_state(state_g, state_d)
     key = jax.random.fold_in(as_key(key), state_g.step)
     k_critic, k_gen = jax.random.split(key)
+    if self.transition is not None and not state_g.num_classes:
+      raise ConfigError("transition fades a conditional pair's class in, but the states are "
+                        "unconditional: create them with num_classes=C, or leave transition "
+                        "unset.")
     b = _Batch(real, real_labels, real.shape[0], state_g.input_shape[0], state_g.num_classes,
                device_offset(self.axis_name, real.shape[0]),
-               state_d.step_state["ada_p"] if self._ada else None)
+               state_d.step_state["ada_p"] if self._ada else None,
+               None if self.transition is None
+               else transition_weight(self.transition, state_g.step))
 
     if self.n_critic == 1:
       state_d, d_metrics = self._critic_update(b, state_g, k_critic, state_d, 0)
@@ -362,7 +417,8 @@ class TrainStep:
     old_step = state_g.step
     state_g, g_metrics = self._generator_update(b, state_d, k_gen, state_g)
     if self.pl_weight > 0:
-      pl = functools.partial(self._path_length, b.offset, b.size, jax.random.fold_in(k_gen, 1))
+      pl = functools.partial(self._path_length, b.offset, b.size,
+                             jax.random.fold_in(k_gen, 1), transition=b.transition)
       state_g = self._lazily(pl, state_g, self.pl_every, old_step, 1)
       g_metrics["pl_penalty"] = state_g.step_state["pl_penalty"]
       g_metrics["pl_mean"] = state_g.step_state["pl_mean"]
@@ -399,7 +455,7 @@ class TrainStep:
     z = sample_latent(k_z, b.size, b.latent_dim, b.offset)
     y_fake = self._fake_labels(b, jax.random.fold_in(k_z, 1))
     fake = jax.lax.stop_gradient(
-        self._generate(state_g, state_g.params, z, y_fake, k_drop_g, b.offset)[0])
+        self._generate(state_g, state_g.params, z, y_fake, k_drop_g, b.offset, b.transition)[0])
     objective = functools.partial(self._d_objective, b, state_d.module_state, fake, y_fake,
                                   k_drop, k_eps, k_aug)
     grads, (model_state, metrics) = jax.grad(objective, has_aux=True)(state_d.params)
@@ -415,11 +471,13 @@ class TrainStep:
     k_real, k_fake = jax.random.fold_in(k_aug, 0), jax.random.fold_in(k_aug, 1)
     real_logits, real_classes, ms = self._discriminate(
         params, ms, self._aug(b, b.real, k_real), b.labels, jax.random.fold_in(k_drop, 0),
-        b.num_classes)
+        b.num_classes, b.transition)
     fake_logits, _, ms = self._discriminate(
         params, ms, self._aug(b, fake, k_fake), y_fake, jax.random.fold_in(k_drop, 1),
-        b.num_classes)
-    d_loss = self.loss.discriminator(real_logits, fake_logits)
+        b.num_classes, b.transition)
+    d_loss = self._weighed(self.loss.discriminator, b.transition, real_logits, fake_logits)
+    real_logits = self._unconditional(real_logits, b.transition)
+    fake_logits = self._unconditional(fake_logits, b.transition)
     metrics = {"d_loss": d_loss, "real_logits": jnp.mean(real_logits),
                "fake_logits": jnp.mean(fake_logits)}
     if self._ada:
@@ -436,9 +494,9 @@ class TrainStep:
     # passes do not change it. A conditional D is penalised under the real labels;
     # with augmentation, through the reals' augmentation (the penalty is taken with
     # respect to the images before it, as StyleGAN2-ADA does).
-    d_fn = lambda x: self._discriminate(  # noqa: E731
+    d_fn = lambda x: self._unconditional(self._discriminate(  # noqa: E731
         params, ms, self._aug(b, x, k_real), b.labels, jax.random.fold_in(k_drop, 2),
-        b.num_classes)[0]
+        b.num_classes, b.transition)[0], b.transition)
     if self.gp_weight > 0:
       eps = example_uniform(k_eps, b.size, (), b.offset)
       gp = losses_lib.gradient_penalty(d_fn, b.real, fake, eps)
@@ -458,11 +516,12 @@ class TrainStep:
     y_fake = self._fake_labels(b, jax.random.fold_in(k_z, 1))
 
     def objective(params):
-      fake, model_state = self._generate(state_g, params, z, y_fake, k_drop_g, b.offset)
+      fake, model_state = self._generate(state_g, params, z, y_fake, k_drop_g, b.offset,
+                                         b.transition)
       logits, classes, _ = self._discriminate(state_d.params, state_d.module_state,
                                               self._aug(b, fake, k_aug), y_fake, k_drop,
-                                              b.num_classes)
-      g_loss = self.loss.generator(logits)
+                                              b.num_classes, b.transition)
+      g_loss = self._weighed(self.loss.generator, b.transition, logits)
       aux = {"g_loss": g_loss}
       total = g_loss
       if classes is not None and self.ac_weight > 0:
@@ -475,7 +534,8 @@ class TrainStep:
     metrics["g_grad_norm"] = global_norm(grads)
     return state_g.apply_gradients(grads, self._pmean(model_state)), metrics
 
-  def _path_length(self, offset, batch_size, key, state_g: NetState) -> NetState:
+  def _path_length(self, offset, batch_size, key, state_g: NetState,
+                   transition=None) -> NetState:
     """StyleGAN2's path-length regularisation, its own G update (not counted in
     ``state_g.step``, the iteration counter), the penalty scaled by ``pl_every``.
 
@@ -500,7 +560,8 @@ class TrainStep:
       variables = state_g.variables(params)
       with layers.device_independent(self.axis_name):
         ws = self.G.apply(variables, z, *label_args(y), train=True, method="mapping",
-                          mutable=list(state_g.module_state), **mix)[0]
+                          mutable=list(state_g.module_state), **mix,
+                          **_transition_arg(transition))[0]
         synth = lambda ws: self.G.apply(  # noqa: E731
             variables, ws, train=True, method="synthesis", rngs=self._rngs(k_drop),
             mutable=list(state_g.module_state))[0]
@@ -524,9 +585,9 @@ class TrainStep:
 
     def objective(params):
       # As for the penalties in the main update, this pass leaves D's model state alone.
-      d_fn = lambda x: self._discriminate(  # noqa: E731
+      d_fn = lambda x: self._unconditional(self._discriminate(  # noqa: E731
           params, state_d.module_state, self._aug(b, x, k_aug), b.labels, k_drop,
-          b.num_classes)[0]
+          b.num_classes, b.transition)[0], b.transition)
       r1 = losses_lib.r1_penalty(d_fn, b.real)
       return self._pmean(0.5 * self.r1_weight * self.r1_every * r1), r1
 
@@ -568,8 +629,8 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
                     ac_weight: float = 1.0,
                     augment: str | augment_lib.Augmentation | None = None,
                     r1_every: int = 1, style_mixing: float = 0.0, pl_weight: float = 0.0,
-                    pl_every: int = 4, pl_decay: float = 0.01, pl_batch_shrink: int = 2
-                    ) -> TrainStep:
+                    pl_every: int = 4, pl_decay: float = 0.01, pl_batch_shrink: int = 2,
+                    transition: tuple[int, int] | None = None) -> TrainStep:
   """Builds the pure GAN training step for a generator/discriminator pair.
 
   Conditional pairs (states from ``create_states(..., num_classes=C)``): D trains on the
@@ -621,6 +682,14 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
       an extra G update every ``pl_every`` steps (generator steps 0, k, 2k, ...) with
       ``pl_mean`` kept in ``state_g``; ``pl_decay`` (0.01) and ``pl_batch_shrink`` (2) as
       the reference's.
+    transition: a conditional StyleGAN2 pair (D with ``unconditional_head=True``):
+      ``(start, end)`` in steps, the transitional training of Shahbazi et al. ("Collapse by
+      Conditioning", ICLR 2022): the class's weight (``transition_weight``: 0 until
+      ``start``, rising linearly to 1 at ``end``) scales the class embedding in G's mapping
+      and the loss on D's projection, beside the loss on D's unconditional output, which
+      stays (R1, ADA and the logit metrics see that output). The pair learns the data's
+      shared shapes before the class can pull each class's samples onto one image.
+      None: conditional from the start.
 
   Returns:
     The step, a frozen and callable ``TrainStep`` whose fields are these settings:
@@ -647,6 +716,7 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
   if not isinstance(ac_weight, int | float) or ac_weight < 0:
     raise ConfigError(f"ac_weight must be a number >= 0, got {ac_weight!r}.")
   _check_style_options(G, style_mixing, pl_weight, pl_every, pl_decay, pl_batch_shrink)
+  transition = _check_transition(G, D, transition)
   return TrainStep(G=G, D=D, loss=losses_lib.get(loss), n_critic=n_critic,
                      gp_weight=float(gp_weight), r1_weight=float(r1_weight),
                      clip=None if clip is None else float(clip),
@@ -655,7 +725,7 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
                      augment=augment_lib.parse(augment), r1_every=r1_every,
                      style_mixing=float(style_mixing), pl_weight=float(pl_weight),
                      pl_every=pl_every, pl_decay=float(pl_decay),
-                     pl_batch_shrink=pl_batch_shrink)
+                     pl_batch_shrink=pl_batch_shrink, transition=transition)
 
 
 def _generate(G, state_g, key, num, use_ema, offset, labels, truncation_psi=1.0):

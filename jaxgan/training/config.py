@@ -43,7 +43,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed", "conditional",
               "conditioning", "attention", "shared_embedding", "g_channels", "d_channels",
               "w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group_size",
-              "d_architecture", "data_fraction")
+              "d_architecture", "data_fraction", "transition_start", "transition_end")
 
 
 # The random streams a checkpoint records (jaxgan.data.ORDER, jaxgan.rng.SCHEME): a run
@@ -94,6 +94,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.pl_every = 4  # ... as its own G update every so many steps
   c.lazy_g_every = 0  # G's Adam corrected as if regularised every k steps (0: pl_every
   #                     when pl_weight > 0, else none; the reference's cifar config: 4)
+  # Conditional StyleGAN2: unconditional until transition_start, the class fading in to
+  # transition_end (steps; Shahbazi et al. 2022; D gains an unconditional output).
+  # transition_end=0: off. An unconditional run has no class to fade in: unused there.
+  c.transition_start = 0
+  c.transition_end = 0
   # Augmentation of everything D sees (any model): none | diffaugment[:ops] | ada | ada:p
   c.augment = "none"
   c.ada_target = 0.6  # ADA: the target of E[sign(D(real))]
@@ -399,6 +404,13 @@ def _noise_checks(out) -> list[tuple[bool, str]]:
        ">= 1, mapping_layers >= 0"),
       (out.model == "stylegan2" or not (out.style_mixing or out.pl_weight),
        "style_mixing and pl_weight need model=stylegan2"),
+      (not out.transition_end or out.model == "stylegan2",
+       "transition_start/transition_end fade a conditional StyleGAN2's class in: they need "
+       "model=stylegan2 (0: off)"),
+      (not out.transition_end or 0 <= out.transition_start < out.transition_end <= out.steps,
+       f"the class's transition needs 0 <= transition_start < transition_end <= steps (the "
+       f"last steps must train the conditional pair that is sampled), got "
+       f"{out.transition_start}, {out.transition_end} with steps={out.steps}"),
       (out.ada_kimg > 0 and 0 < out.ada_target < 1, f"ada_kimg must be > 0 and ada_target in "
        f"(0, 1), got {out.ada_kimg}, {out.ada_target}"),
   ]

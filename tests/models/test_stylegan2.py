@@ -251,3 +251,32 @@ def test_presets():
   G, D = sg2.stylegan2_small()
   assert [sg2.channels_at(r, G.channel_base, G.channel_max) for r in (4, 8, 16, 32)] == [
       128, 128, 64, 32]
+
+
+def test_transition_fades_the_class_in_to_g_and_d():
+  G, D = _small(classes=3, unconditional_head=True)
+  z, y, y2 = jnp.ones((4, 8)), jnp.array([0, 1, 2, 0]), jnp.array([1, 2, 0, 1])
+  gv = G.init(jax.random.key(0), z, y, train=False)
+  at = lambda t, y: np.asarray(G.apply(gv, z, y, train=False, transition=t))  # noqa: E731
+  # Weight 0: an unconditional generator (the class does not reach w); 1, given or by
+  # default: the conditional one, exactly.
+  assert np.array_equal(at(0.0, y), at(0.0, y2))
+  assert np.array_equal(at(1.0, y), np.asarray(G.apply(gv, z, y, train=False)))
+  np.testing.assert_allclose(at(jnp.float32(1), y), at(1.0, y), atol=1e-6)
+  assert not np.allclose(at(0.5, y), at(0.5, y2))
+  img = jnp.asarray(at(1.0, y))
+  dv = D.init(jax.random.key(1), img, y, train=False)
+  d = lambda y, **kw: np.asarray(D.apply(dv, img, y, train=False, **kw))  # noqa: E731
+  # D's two outputs: the unconditional one (free of y) and the projection; called plainly,
+  # their sum (the projection discriminator).
+  both, both2 = d(y, heads=True), d(y2, heads=True)
+  assert both.shape == (4, 2)
+  assert np.array_equal(both[:, 0], both2[:, 0]) and not np.allclose(both[:, 1], both2[:, 1])
+  np.testing.assert_allclose(d(y), both.sum(1), rtol=1e-6, atol=1e-6)
+  assert "b4_out_uc" in dv["params"]
+  # Without the unconditional output there is nothing to fade from.
+  _, plain = _small(classes=3)
+  pv = plain.init(jax.random.key(1), img, y, train=False)
+  assert "b4_out_uc" not in pv["params"]
+  with pytest.raises(ConfigError, match="unconditional_head=True"):
+    plain.apply(pv, img, y, train=False, heads=True)

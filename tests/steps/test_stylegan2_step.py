@@ -11,6 +11,7 @@ from helpers import assert_close
 import jaxgan
 from jaxgan import models, parallel
 from jaxgan.errors import ConfigError
+from jaxgan.steps import noise as noise_step
 
 SHAPE = (8, 8, 1)
 LATENT = 8
@@ -151,13 +152,15 @@ def test_style_options_errors():
 @pytest.mark.slow
 def test_8_devices_equal_one_device_with_the_whole_stylegan2_recipe():
   # Noise inputs (per example), contiguous mbstd groups (4 of the 4 per device), style
-  # mixing, R1, path length on half of each device's batch, ADA: the same run. (R1 and PL
-  # run every step here, which compiles no lax.cond; their lazy schedule does not depend on
-  # the devices, and is checked against the static patterns above.)
+  # mixing, R1, path length on half of each device's batch, ADA, the class fading in
+  # (weights 0, 0.5, 1): the same run. (R1 and PL run every step here, which compiles no
+  # lax.cond; their lazy schedule does not depend on the devices, and is checked against
+  # the static patterns above.)
   assert jax.device_count() == 8
   G, D = pair(classes=3)
+  D = D.clone(unconditional_head=True)
   kw = dict(style_mixing=0.9, pl_weight=2.0, pl_every=1, r1_weight=1.0, r1_every=1,
-            augment=jaxgan.augment.ADA(p=0.2, interval=1, kimg=1.0))
+            augment=jaxgan.augment.ADA(p=0.2, interval=1, kimg=1.0), transition=(0, 2))
   tx = optax.sgd(1e-2)
   bs = [{**b, "label": jnp.arange(32, dtype=jnp.int32) % 3} for b in batches(3, 32)]
   one = jaxgan.make_train_step(G, D, **kw)
@@ -172,3 +175,53 @@ def test_8_devices_equal_one_device_with_the_whole_stylegan2_recipe():
   for b in bs:
     sg, sd, m = fn(sg, sd, {k: np.asarray(v) for k, v in b.items()}, jax.random.key(4))
   assert_close((sg, sd, m), reference, name="shard_map")
+
+
+def test_transition_weight_by_hand():
+  steps = jnp.array([0, 100, 150, 200, 300, 500])
+  np.testing.assert_allclose(noise_step.transition_weight((100, 300), steps),
+                             [0, 0, 0.25, 0.5, 1, 1])
+
+
+def test_before_the_transition_the_labels_do_not_matter_and_after_it_they_do():
+  G = models.StyleGAN2Generator(SHAPE, w_dim=8, channel_base=64, channel_max=8, num_classes=3)
+  D = models.StyleGAN2Discriminator(channel_base=64, channel_max=8, num_classes=3,
+                                    unconditional_head=True)
+  step = jaxgan.make_train_step(G, D, transition=(1, 3))  # weights 0, 0, 0.5 at steps 0-2
+  labels = [jnp.arange(16, dtype=jnp.int32) % 3, jnp.arange(16, dtype=jnp.int32) // 6]
+  runs = []
+  for y in labels:
+    bs = [{**b, "label": y} for b in batches(3)]
+    sg, sd = fresh(G, D, step, classes=3)
+    jitted = jax.jit(step)
+    states = []
+    for b in bs:
+      sg, sd, _ = jitted(sg, sd, b, jax.random.key(9))
+      states.append((sg, sd))
+    runs.append(states)
+  # Steps 0 and 1 train an unconditional pair: the real batch's labels change nothing.
+  for i in (0, 1):
+    assert_close(runs[0][i], runs[1][i], tol=0, name=f"step {i}: ")
+  # Step 2 (weight 0.5): D's projection sees them.
+  a, b = runs[0][2][1].params, runs[1][2][1].params
+  assert not np.allclose(a["mapping"]["embed"], b["mapping"]["embed"])
+
+
+def test_transition_errors():
+  G, D = pair(classes=3)
+  head = models.StyleGAN2Discriminator(channel_base=64, channel_max=8, num_classes=3,
+                                       unconditional_head=True)
+  dc_g, dc_d = models.DCGANGenerator(width=0.125), models.DCGANDiscriminator(width=0.125)
+  with pytest.raises(ConfigError, match="without it"):
+    jaxgan.make_train_step(G, D, transition=(0, 10))
+  with pytest.raises(ConfigError, match="needs a StyleGAN2Generator"):
+    jaxgan.make_train_step(dc_g, dc_d, transition=(0, 10))
+  for bad in ((10, 10), (-1, 5), (0.5, 2), (3,), "0,10"):
+    with pytest.raises(ConfigError, match="0 <= start < end"):
+      jaxgan.make_train_step(G, head, transition=bad)
+  unconditional = models.StyleGAN2Discriminator(channel_base=64, channel_max=8,
+                                                unconditional_head=True)
+  G0 = models.StyleGAN2Generator(SHAPE, w_dim=8, channel_base=64, channel_max=8)
+  step = jaxgan.make_train_step(G0, unconditional, transition=(0, 10))
+  with pytest.raises(ConfigError, match="the states are unconditional"):
+    step(*fresh(G0, unconditional, step), batches(1)[0], jax.random.key(0))

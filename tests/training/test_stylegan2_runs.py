@@ -111,6 +111,11 @@ def test_data_fraction_trains_on_the_first_part_of_the_split(blobs, tmp_path):
     ({"data_fraction": 1.5}, r"data_fraction must be in \(0, 1\]"),
     ({"style_mixing": 0.9}, "style_mixing and pl_weight need model=stylegan2"),
     ({"model": "stylegan2", "d_architecture": "skip"}, "d_architecture must be one of"),
+    ({"model": "dcgan", "conditional": True, "transition_end": 10}, "need model=stylegan2"),
+    ({"model": "stylegan2", "conditional": True, "transition_start": 5, "transition_end": 5},
+     "0 <= transition_start < transition_end <= steps"),
+    ({"model": "stylegan2", "conditional": True, "steps": 100, "transition_end": 200},
+     "0 <= transition_start < transition_end <= steps"),
 ])
 def test_bad_options_are_clear_errors(overrides, message):
   with pytest.raises(ConfigError, match=message):
@@ -168,3 +173,16 @@ def test_the_mnist_stylegan2_recipe_is_a_short_cpu_run_of_the_half_width_small_p
   with mock.patch.object(jax, "default_backend", lambda: "gpu"):
     full = config_lib.complete_config(get_config("stylegan2"))
   assert (full.steps, full.width) == (50_000, 1.0)
+
+
+def test_the_class_transition_applies_to_conditional_runs_only():
+  fields = {"model": "stylegan2", "steps": 100, "transition_start": 10, "transition_end": 50}
+  conditional = config_lib.complete_config({**fields, "conditional": True})
+  G, D = noise_tasks.make_models(conditional, (28, 28, 1), 10)
+  assert D.unconditional_head
+  assert noise_tasks.make_step(conditional, G, D).transition == (10, 50)
+  # An unconditional run has no class to fade in: the same config builds the plain pair.
+  unconditional = config_lib.complete_config(fields)
+  G, D = noise_tasks.make_models(unconditional, (28, 28, 1))
+  assert not D.unconditional_head
+  assert noise_tasks.make_step(unconditional, G, D).transition is None

@@ -44,7 +44,15 @@ def make_step(config, G, D, axis_name: str | None = parallel.AXIS):
       r1_weight=config.r1_weight, clip=config.clip or None, ema_decay=config.ema_decay or None,
       axis_name=axis_name, fake_labels=config.fake_labels, ac_weight=config.ac_weight,
       augment=make_augment(config), r1_every=config.r1_every,
-      style_mixing=config.style_mixing, pl_weight=config.pl_weight, pl_every=config.pl_every)
+      style_mixing=config.style_mixing, pl_weight=config.pl_weight, pl_every=config.pl_every,
+      transition=_transition(config))
+
+
+def _transition(config) -> tuple[int, int] | None:
+  """A conditional StyleGAN2's class transition, or None (off, or nothing to fade in)."""
+  if not (config.transition_end and config.conditional):
+    return None
+  return config.transition_start, config.transition_end
 
 
 def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int],
@@ -63,7 +71,8 @@ def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int],
                                           architecture=config.d_architecture,
                                           mbstd_group_size=config.mbstd_group_size,
                                           num_classes=num_classes,
-                                          mapping_layers=config.mapping_layers))
+                                          mapping_layers=config.mapping_layers,
+                                          unconditional_head=_transition(config) is not None))
   if config.model == "resnet":
     attention = (config.attention,) if config.attention else ()
     common = {"num_classes": num_classes, "attention": attention,
