@@ -186,3 +186,14 @@ def test_the_class_transition_applies_to_conditional_runs_only():
   G, D = noise_tasks.make_models(unconditional, (28, 28, 1))
   assert not D.unconditional_head
   assert noise_tasks.make_step(unconditional, G, D).transition is None
+
+
+@pytest.mark.slow
+def test_a_conditional_run_resumes_bit_exactly_half_way_through_the_class_transition(
+    blobs8, tmp_path):
+  # The class's weight is a function of the step: resumed at step 4 of 2-6, the run goes on
+  # at weight 0.5 as the straight run does (states and every logged metric equal).
+  config = stylegan2(blobs8, conditional=True, transition_start=2, transition_end=6,
+                     augment="none", pl_weight=0.0)
+  straight, _, _ = resume_from_4(blobs8, tmp_path, config)
+  assert "b4_out_uc" in straight.state_d.params
