@@ -191,7 +191,7 @@ class _Batch(NamedTuple):
   num_classes: int
   offset: Any  # the global index of this device's first example
   p: jax.Array | None  # ADA's augmentation probability at this step
-  transition: jax.Array | None  # the class's weight in a transitional pair, else None
+  class_weight: jax.Array | None  # a transitional pair's class weight at this step, else None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -418,7 +418,7 @@ class TrainStep:
     state_g, g_metrics = self._generator_update(b, state_d, k_gen, state_g)
     if self.pl_weight > 0:
       pl = functools.partial(self._path_length, b.offset, b.size,
-                             jax.random.fold_in(k_gen, 1), transition=b.transition)
+                             jax.random.fold_in(k_gen, 1), transition=b.class_weight)
       state_g = self._lazily(pl, state_g, self.pl_every, old_step, 1)
       g_metrics["pl_penalty"] = state_g.step_state["pl_penalty"]
       g_metrics["pl_mean"] = state_g.step_state["pl_mean"]
@@ -455,7 +455,7 @@ class TrainStep:
     z = sample_latent(k_z, b.size, b.latent_dim, b.offset)
     y_fake = self._fake_labels(b, jax.random.fold_in(k_z, 1))
     fake = jax.lax.stop_gradient(
-        self._generate(state_g, state_g.params, z, y_fake, k_drop_g, b.offset, b.transition)[0])
+        self._generate(state_g, state_g.params, z, y_fake, k_drop_g, b.offset, b.class_weight)[0])
     objective = functools.partial(self._d_objective, b, state_d.module_state, fake, y_fake,
                                   k_drop, k_eps, k_aug)
     grads, (model_state, metrics) = jax.grad(objective, has_aux=True)(state_d.params)
@@ -471,13 +471,13 @@ class TrainStep:
     k_real, k_fake = jax.random.fold_in(k_aug, 0), jax.random.fold_in(k_aug, 1)
     real_logits, real_classes, ms = self._discriminate(
         params, ms, self._aug(b, b.real, k_real), b.labels, jax.random.fold_in(k_drop, 0),
-        b.num_classes, b.transition)
+        b.num_classes, b.class_weight)
     fake_logits, _, ms = self._discriminate(
         params, ms, self._aug(b, fake, k_fake), y_fake, jax.random.fold_in(k_drop, 1),
-        b.num_classes, b.transition)
-    d_loss = self._weighed(self.loss.discriminator, b.transition, real_logits, fake_logits)
-    real_logits = self._unconditional(real_logits, b.transition)
-    fake_logits = self._unconditional(fake_logits, b.transition)
+        b.num_classes, b.class_weight)
+    d_loss = self._weighed(self.loss.discriminator, b.class_weight, real_logits, fake_logits)
+    real_logits = self._unconditional(real_logits, b.class_weight)
+    fake_logits = self._unconditional(fake_logits, b.class_weight)
     metrics = {"d_loss": d_loss, "real_logits": jnp.mean(real_logits),
                "fake_logits": jnp.mean(fake_logits)}
     if self._ada:
@@ -496,7 +496,7 @@ class TrainStep:
     # respect to the images before it, as StyleGAN2-ADA does).
     d_fn = lambda x: self._unconditional(self._discriminate(  # noqa: E731
         params, ms, self._aug(b, x, k_real), b.labels, jax.random.fold_in(k_drop, 2),
-        b.num_classes, b.transition)[0], b.transition)
+        b.num_classes, b.class_weight)[0], b.class_weight)
     if self.gp_weight > 0:
       eps = example_uniform(k_eps, b.size, (), b.offset)
       gp = losses_lib.gradient_penalty(d_fn, b.real, fake, eps)
@@ -517,11 +517,11 @@ class TrainStep:
 
     def objective(params):
       fake, model_state = self._generate(state_g, params, z, y_fake, k_drop_g, b.offset,
-                                         b.transition)
+                                         b.class_weight)
       logits, classes, _ = self._discriminate(state_d.params, state_d.module_state,
                                               self._aug(b, fake, k_aug), y_fake, k_drop,
-                                              b.num_classes, b.transition)
-      g_loss = self._weighed(self.loss.generator, b.transition, logits)
+                                              b.num_classes, b.class_weight)
+      g_loss = self._weighed(self.loss.generator, b.class_weight, logits)
       aux = {"g_loss": g_loss}
       total = g_loss
       if classes is not None and self.ac_weight > 0:
@@ -587,7 +587,7 @@ class TrainStep:
       # As for the penalties in the main update, this pass leaves D's model state alone.
       d_fn = lambda x: self._unconditional(self._discriminate(  # noqa: E731
           params, state_d.module_state, self._aug(b, x, k_aug), b.labels, k_drop,
-          b.num_classes, b.transition)[0], b.transition)
+          b.num_classes, b.class_weight)[0], b.class_weight)
       r1 = losses_lib.r1_penalty(d_fn, b.real)
       return self._pmean(0.5 * self.r1_weight * self.r1_every * r1), r1
 
