@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import jax
 import numpy as np
 
 from jaxgan.data.order import host_batch_indices
-from jaxgan.data.sources import ArraySource, DataError, to_model_range
+from jaxgan.data.sources import DataError, to_model_range
 
 
-def batches(source: ArraySource, batch_size: int, seed: int, start_step: int = 0, *,
+@dataclasses.dataclass(frozen=True)
+class BatchReader:
+  """Batch ``step``'s share for one process: ``step -> (step, batch)``, a pure function of
+  the step (a worker process computes the same batch the main process would)."""
+
+  source: Any
+  batch_size: int
+  key_words: np.ndarray
+  first: int
+  share: int
+
+  def __call__(self, step: int) -> tuple[int, dict[str, np.ndarray]]:
+    index = host_batch_indices(self.key_words, step, self.batch_size,
+                               len(self.source))[self.first:self.first + self.share]
+    examples = self.source.get(index)
+    return step, {name: x.astype(np.int32) if name == "label" else to_model_range(x)
+                  for name, x in examples.items()}
+
+
+def batches(source, batch_size: int, seed: int, start_step: int = 0, *,
             process_index: int | None = None, process_count: int | None = None,
-            stream: int = 0) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+            stream: int = 0, workers: int = 0) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
   """Yields ``(step, batch)`` for ``step = start_step, start_step + 1, ...``.
 
   ``batch`` is this process's share of global batch ``step``: examples
@@ -24,13 +46,17 @@ def batches(source: ArraySource, batch_size: int, seed: int, start_step: int = 0
   "label": int32 [b]}``. A run restarted at step ``s`` gets exactly the batches it would
   have had; the indices are computed on the host CPU with the same function the
   on-device loop uses (``jaxgan.parallel.fuse_steps_on_device`` with
-  ``data_key=jax.random.key(seed)``).
+  ``data_key=jax.random.key(seed)``). Each process reads only its own share.
 
   Any source with ``len()``, ``description`` and ``get(indices) -> dict`` of uint8 pixel
   arrays (and ``label``) serves (``jaxgan.data.pairs.PairedSource``: ``source`` and
   ``image``); every field but ``label`` comes out in [-1, 1]. ``stream`` > 0 orders the
   examples by the key ``fold_in(key(seed), stream)`` instead: an order independent of
   stream 0's (a second dataset of the same run).
+
+  ``workers`` > 0 reads and decodes the batches in that many worker processes (Grain's
+  ``mp_prefetch``; the source is pickled to them), each computing whole batches, handed
+  back in step order: the same batches as ``workers=0``, which reads them in this process.
 
   Raises:
     DataError: the batch does not divide over the processes, or exceeds the split.
@@ -47,15 +73,48 @@ def batches(source: ArraySource, batch_size: int, seed: int, start_step: int = 0
   key = jax.random.key(seed)
   if stream:
     key = jax.random.fold_in(key, stream)
-  key_words = np.asarray(jax.random.key_data(key))
-  step = start_step
-  while True:
-    index = host_batch_indices(key_words, step, batch_size, len(source))[p * share:
-                                                                          (p + 1) * share]
-    examples = source.get(index)
-    yield step, {name: x.astype(np.int32) if name == "label" else to_model_range(x)
-                 for name, x in examples.items()}
-    step += 1
+  read = BatchReader(source, batch_size, np.asarray(jax.random.key_data(key)), p * share, share)
+  if workers > 0:
+    return _GrainBatches(read, start_step, workers)
+  return map(read, itertools.count(start_step))
+
+
+# Far beyond any run: Grain's datasets have a length.
+_LAST_STEP = 2**31 - 1
+
+
+class _GrainBatches:
+  """The iterator over a Grain pipeline of ``read`` in worker processes; ``close()`` stops
+  the workers."""
+
+  def __init__(self, read: BatchReader, start_step: int, workers: int):
+    import grain
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():
+      # Grain reads its absl flags (defaults are fine) and fails outside absl.app.run
+      # (a script, a notebook, a test) unless they count as parsed.
+      flags.FLAGS.mark_as_parsed()
+    dataset = grain.MapDataset.range(start_step, _LAST_STEP).map(read)
+    # One reading thread per worker, a batch or two ahead: the batches are whole and
+    # large, and threads beyond the cores only take them from the step.
+    dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=1, prefetch_buffer_size=1))
+    self._iterator = iter(dataset.mp_prefetch(
+        grain.MultiprocessingOptions(num_workers=workers, per_worker_buffer_size=2)))
+
+  def __iter__(self):
+    return self
+
+  def __next__(self):
+    step, batch = next(self._iterator)
+    # Out of Grain's shared memory at once: its arrays free that memory when collected, and
+    # those still alive when the interpreter exits complain that it is gone.
+    return step, {name: np.array(x) for name, x in batch.items()}
+
+  def close(self) -> None:
+    if self._iterator is not None:
+      self._iterator.close()
+      self._iterator = None
 
 
 class Prefetch:
@@ -73,6 +132,7 @@ class Prefetch:
   def __init__(self, iterator: Iterator, place: Callable = jax.device_put, size: int = 2):
     self._queue: queue.Queue = queue.Queue(maxsize=size)
     self._stop = threading.Event()
+    self._iterator = iterator
     self._thread = threading.Thread(target=self._fill, args=(iterator, place), daemon=True)
     self._thread.start()
 
@@ -112,6 +172,9 @@ class Prefetch:
       except queue.Empty:
         break
     self._thread.join(timeout=5)
+    close = getattr(self._iterator, "close", None)
+    if close is not None and not self._thread.is_alive():  # a generator running can't close
+      close()
 
   def __enter__(self):
     return self

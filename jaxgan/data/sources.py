@@ -1,5 +1,7 @@
-"""Where images come from: TFDS by name, MNIST-format IDX files, Debian's offline
-Fashion-MNIST; each as an ``ArraySource`` of uint8 images and optional labels.
+"""Where images come from: TFDS by name (read record by record), MNIST-format IDX files,
+Debian's offline Fashion-MNIST, and the user's own folders, arrays and packed sets
+(``load`` picks by the name or path). Each is a ``Source``: random access to uint8 images
+and optional labels by index, read when a batch asks for them.
 
 ``to_model_range`` turns uint8 pixels into the models' float32 in [-1, 1].
 """
@@ -46,6 +48,27 @@ def to_model_range(images):
   return jnp.asarray(PIXEL_TABLE)[images]
 
 
+def fit(image, resolution: int) -> np.ndarray:
+  """A PIL image (or uint8 ``[H, W, C]``) centre-cropped to a square and resized to
+  ``resolution`` x ``resolution`` with Lanczos filtering (StyleGAN2-ADA's ``dataset_tool``
+  ``--transform=center-crop``); ``resolution`` 0 keeps it as it is. uint8 ``[H, W, C]``."""
+  from PIL import Image
+
+  if isinstance(image, np.ndarray):
+    if not resolution or image.shape[:2] == (resolution, resolution):
+      return image
+    channels = image.shape[2]
+    image = Image.fromarray(image[..., 0] if channels == 1 else image)
+  if resolution and image.size != (resolution, resolution):
+    w, h = image.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    image = image.crop((left, top, left + side, top + side)).resize(
+        (resolution, resolution), Image.Resampling.LANCZOS)
+  pixels = np.asarray(image, np.uint8)
+  return pixels[..., None] if pixels.ndim == 2 else pixels
+
+
 _IDX_DTYPES = {0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
                0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
@@ -81,8 +104,108 @@ def read_idx(path: str) -> np.ndarray:
   return np.frombuffer(raw, dtype, offset=header).reshape(dims).astype(dtype.newbyteorder("="))
 
 
+# The evaluation reads at most this many real images of a reference split (all of
+# Fashion-MNIST's and CIFAR-10's test splits).
+REFERENCE_SAMPLES = 10_000
+
+
+class Source:
+  """Random access to a dataset's examples: what the pipeline, the evaluation and the pack
+  command read.
+
+  A source has ``description`` (where the data comes from, printed when a run starts),
+  ``image_shape`` ``(H, W, C)``, ``num_classes`` (0: unlabelled), ``splits`` (the names
+  ``split`` accepts), ``len()`` and ``get(indices) -> {"image": uint8 [n, H, W, C],
+  "label": int32 [n]}`` (``label`` only when labelled). It must pickle: the pipeline's
+  worker processes read it.
+  """
+
+  splits: tuple[str, ...] = ("train",)
+  fingerprint: str = ""  # changes with the data's content where that is cheap to know
+
+  def __len__(self) -> int:
+    raise NotImplementedError
+
+  def get(self, indices) -> dict[str, np.ndarray]:
+    raise NotImplementedError
+
+  def split(self, name: str) -> Source:
+    """Another split of the same dataset."""
+    raise DataError(f"{self.description} has no {name!r} split (it is one set of images).")
+
+  def reference(self, log: Callable[[str], None] | None = None) -> Source:
+    """The split the evaluation compares with: ``test`` where there is one, else these
+    images themselves (as StyleGAN2-ADA's ``fid50k_full`` does), said once in ``log``."""
+    if "test" in self.splits:
+      return self.split("test")
+    if log is not None:
+      log(f"jaxgan: {self.description} has no test split; the evaluation compares with "
+          f"(at most {REFERENCE_SAMPLES:,} of) these training images.")
+    return self
+
+  def fraction(self, fraction: float) -> Source:
+    """The first ``ceil(fraction * N)`` examples (the data-efficient setting)."""
+    check_fraction(fraction)
+    if fraction == 1:
+      return self
+    return Take(self, max(1, math.ceil(fraction * len(self))), fraction)
+
+
+def check_fraction(fraction: float) -> None:
+  if not 0 < fraction <= 1:
+    raise ConfigError(f"data_fraction must be in (0, 1] (1: the whole split), got "
+                      f"{fraction!r}.")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Take(Source):
+  """The first ``n`` examples of ``source``."""
+
+  source: Source
+  n: int
+  of: float
+
+  def __len__(self) -> int:
+    return self.n
+
+  @property
+  def description(self) -> str:
+    return (f"{self.source.description}, its first {self.n:,} examples ({self.of:g} of "
+            f"{len(self.source):,})")
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return self.source.image_shape
+
+  @property
+  def num_classes(self) -> int:
+    return self.source.num_classes
+
+  @property
+  def fingerprint(self) -> str:
+    return self.source.fingerprint
+
+  def get(self, indices) -> dict[str, np.ndarray]:
+    indices = np.asarray(indices)
+    if indices.size and (indices.min() < 0 or indices.max() >= self.n):
+      raise IndexError(f"index outside the first {self.n} examples")
+    return self.source.get(indices)
+
+
+def sample(source: Source, num: int = REFERENCE_SAMPLES, chunk: int = 1000
+           ) -> dict[str, np.ndarray]:
+  """A bounded, fixed draw of ``min(num, len)`` examples (all of them, in order, when the
+  split is no larger), read ``chunk`` at a time: the evaluation's real images."""
+  if num >= len(source):
+    index = np.arange(len(source))
+  else:
+    index = np.sort(np.random.default_rng(0).permutation(len(source))[:num])
+  parts = [source.get(index[i:i + chunk]) for i in range(0, len(index), chunk)]
+  return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
 @dataclasses.dataclass(frozen=True)
-class ArraySource:
+class ArraySource(Source):
   """A split held in memory: uint8 images ``[N, H, W, C]`` and int32 labels ``[N]``.
 
   Attributes:
@@ -115,6 +238,10 @@ class ArraySource:
     return len(self.images)
 
   @property
+  def splits(self) -> tuple[str, ...]:
+    return ("train", "test") if self.loader is not None else ("train",)
+
+  @property
   def image_shape(self) -> tuple[int, int, int]:
     return tuple(self.images.shape[1:])
 
@@ -133,9 +260,7 @@ class ArraySource:
   def fraction(self, fraction: float) -> ArraySource:
     """The first ``ceil(fraction * N)`` examples (the data-efficient setting: 0.1 of
     CIFAR-10 is its first 5,000 images); other splits load whole."""
-    if not 0 < fraction <= 1:
-      raise ConfigError(f"data_fraction must be in (0, 1] (1: the whole split), got "
-                        f"{fraction!r}.")
+    check_fraction(fraction)
     if fraction == 1:
       return self
     n = max(1, math.ceil(fraction * len(self)))
@@ -213,45 +338,165 @@ def _reachable(host: str, port: int = 80) -> str | None:
   return result[0] if result else f"no answer from {host} in {_PROBE_TIMEOUT_S:.0f} s"
 
 
-def _tfds_split(name: str, data_dir: str | None, split: str) -> ArraySource:
+def _tfds_split(name: str, data_dir: str | None, split: str, resolution: int = 0) -> Source:
   """A split of a TFDS dataset that is already prepared (no download, no probe)."""
   import tensorflow_datasets as tfds
 
   return _from_tfds_source(tfds.data_source(name, split=split, data_dir=data_dir,
-                                            download=False), name, split, data_dir)
+                                            download=False), name, split, data_dir, resolution)
 
 
-def _from_tfds_source(ds, name: str, split: str, data_dir: str | None) -> ArraySource:
+def _from_tfds_source(ds, name: str, split: str, data_dir: str | None,
+                      resolution: int = 0) -> TFDSSource:
   example = ds[0]
   if "image" not in example:
     raise DataError(f"TFDS dataset {name!r} has no 'image' feature (features: "
                     f"{sorted(example)}); jaxgan trains on image datasets.")
-  try:
-    records = ds.__getitems__(list(range(len(ds))))
-  except TypeError:  # tfds.testing.mock_data's source has no working __getitems__
-    records = [ds[i] for i in range(len(ds))]
-  images = np.stack([np.asarray(r["image"]) for r in records]).astype(np.uint8)
-  if images.ndim == 3:
-    images = images[..., None]
-  labels = (np.asarray([r["label"] for r in records], np.int32) if "label" in example else None)
-  return ArraySource(images, labels, f"TFDS {name} ({split})",
-                     functools.partial(_tfds_split, name, data_dir))
+  features = getattr(getattr(ds, "dataset_info", None), "features", None)
+  num_classes = 0
+  if "label" in example:
+    num_classes = getattr(features["label"], "num_classes", 0) if features else 0
+    if not num_classes:
+      raise DataError(f"TFDS dataset {name!r}: its 'label' feature has no number of classes.")
+  shape = np.shape(example["image"])
+  shape = shape + (1,) if len(shape) == 2 else shape
+  if resolution:
+    shape = (resolution, resolution, shape[2])
+  return TFDSSource(name, split, data_dir, resolution, tuple(int(d) for d in shape),
+                    num_classes, len(ds), ds)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TFDSSource(Source):
+  """A split of a prepared TFDS dataset, read record by record through
+  ``tfds.data_source`` (ArrayRecord files, random access), never held whole in memory."""
+
+  name: str
+  split_name: str
+  data_dir: str | None
+  resolution: int
+  image_shape: tuple[int, int, int]
+  num_classes: int
+  size: int
+  ds: object = dataclasses.field(repr=False)
+
+  splits = ("train", "test")
+
+  def __getstate__(self):  # a worker process opens the files again
+    state = dict(self.__dict__)
+    state["ds"] = None
+    return state
+
+  def __setstate__(self, state):
+    self.__dict__.update(state)
+
+  def _ds(self):
+    if self.ds is None:
+      import tensorflow_datasets as tfds
+
+      object.__setattr__(self, "ds", tfds.data_source(self.name, split=self.split_name,
+                                                      data_dir=self.data_dir, download=False))
+    return self.ds
+
+  @property
+  def description(self) -> str:
+    crop = (f", centre-cropped and resized to {self.resolution}x{self.resolution}"
+            if self.resolution else "")
+    return f"TFDS {self.name} ({self.split_name}{crop})"
+
+  def __len__(self) -> int:
+    return self.size
+
+  def split(self, name: str) -> Source:
+    return _tfds_split(self.name, self.data_dir, name, self.resolution)
+
+  def get(self, indices) -> dict[str, np.ndarray]:
+    ds, keys = self._ds(), [int(i) for i in np.asarray(indices)]
+    try:
+      records = ds.__getitems__(keys)
+    except TypeError:  # tfds.testing.mock_data's source has no working __getitems__
+      records = [ds[i] for i in keys]
+    images = []
+    for key, record in zip(keys, records, strict=True):
+      image = np.asarray(record["image"], np.uint8)
+      image = fit(image[..., None] if image.ndim == 2 else image, self.resolution)
+      if image.shape != self.image_shape:
+        raise DataError(f"{self.description}: example {key} is {image.shape[1]}x"
+                        f"{image.shape[0]}, not {self.image_shape[1]}x{self.image_shape[0]} "
+                        "as the first; set --config.resolution=N to centre-crop and resize "
+                        "every image to N x N.")
+      images.append(image)
+    out = {"image": np.stack(images)}
+    if self.num_classes:
+      out["label"] = np.asarray([r["label"] for r in records], np.int32)
+    return out
+
+
+def in_memory(source: Source) -> ArraySource:
+  """Every example of ``source`` as an ``ArraySource`` (for the translation tasks, which
+  pair or split whole sets); other splits come from ``source.split``."""
+  if isinstance(source, ArraySource):
+    return source
+  everything = sample(source, len(source))
+  loader = (lambda name: in_memory(source.split(name))) if "test" in source.splits else None
+  return ArraySource(everything["image"], everything.get("label"), source.description, loader)
+
+
+def is_path(name: str) -> bool:
+  """Whether a dataset value names files (a folder, ``.npy``, ``.npz`` or a pack) rather
+  than a TFDS dataset: it has a path separator, starts with ``~`` or ``.``, ends with one
+  of those suffixes, or exists."""
+  return (os.sep in name or name.startswith(("~", ".")) or
+          name.endswith((".npy", ".npz", ".pack")) or os.path.exists(name))
+
+
+def open_path(path: str, *, resolution: int = 0, class_folders: str = "auto",
+              skip_bad: bool = False, log: Callable[[str], None] | None = None) -> Source:
+  """The user's own data at ``path``: a packed set (``python -m jaxgan.data.pack``), a
+  ``.npy``/``.npz`` of arrays, or a folder of images.
+
+  Raises:
+    DataError: nothing at ``path``, a file of another kind, or data that cannot be used
+      (the message names the file and the fix).
+  """
+  from jaxgan.data import files, pack
+
+  full = os.path.abspath(os.path.expanduser(path))
+  if not os.path.exists(full):
+    raise DataError(f"{path}: no such file or folder. --config.dataset takes a folder of "
+                    "images, a .npy or .npz of arrays, a packed set (.pack), or a TFDS name.")
+  if pack.is_pack(full):
+    return pack.PackedSource.open(full, resolution=resolution)
+  if os.path.isdir(full):
+    return files.FolderSource(full, resolution=resolution, class_folders=class_folders,
+                              skip_bad=skip_bad, log=log)
+  if full.endswith((".npy", ".npz")):
+    return files.NumpySource.open(full, resolution=resolution, log=log)
+  raise DataError(f"{path}: not a dataset jaxgan reads (a folder of images, a .npy, a .npz "
+                  "with 'image' and 'label', or a .pack made by python -m jaxgan.data.pack).")
 
 
 def load(name: str, split: str = "train", *, data_dir: str | None = None, download: bool = True,
-         log: Callable[[str], None] | None = None) -> ArraySource:
-  """A split by name, held in memory.
+         log: Callable[[str], None] | None = None, resolution: int = 0,
+         class_folders: str = "auto", skip_bad: bool = False) -> Source:
+  """A split by name or path, read record by record where it is large.
 
   Args:
     name: a TFDS dataset with an ``image`` feature (``mnist``, ``fashion_mnist``,
-      ``cifar10``, ...), or ``idx:/path/to/dir`` for MNIST-format files.
+      ``cifar10``, ...; read through ``tfds.data_source``), ``idx:/path/to/dir`` for
+      MNIST-format files (held in memory), or a path (``open_path``: a folder of images,
+      a ``.npy`` or ``.npz``, a packed set), which has one split.
     split: ``train`` or ``test`` (TFDS split syntax is accepted for TFDS datasets).
     data_dir: TFDS data directory (default: TFDS's, ``~/tensorflow_datasets``).
     download: let TFDS download and prepare the dataset when it is not prepared.
-    log: where the one-line fallback notice goes (default: stderr).
+    log: where the one-line notices go (default: stderr).
+    resolution: centre-crop and resize every image to this side (0: as they are).
+    class_folders: for a folder, ``"auto"``, ``"yes"`` or ``"no"``
+      (``jaxgan.data.files.FolderSource``).
+    skip_bad: for a folder, leave unreadable files out instead of stopping.
 
   Returns:
-    An ``ArraySource``. ``fashion_mnist`` falls back to Debian's IDX files
+    A ``Source``. ``fashion_mnist`` falls back to Debian's IDX files
     (``/usr/share/datasets/fashion-mnist``) when TFDS cannot provide it, with a one-line
     notice saying why.
 
@@ -260,6 +505,23 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None, downlo
       tried and how to fix it.
   """
   log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+  if is_path(name) and not name.startswith("idx:"):
+    if split != "train":
+      raise DataError(f"{name} is one set of images; it has no {split!r} split.")
+    return open_path(name, resolution=resolution, class_folders=class_folders,
+                     skip_bad=skip_bad, log=log)
+  found = _load_named(name, split, data_dir, download, log, resolution)
+  if resolution and isinstance(found, ArraySource) and found.image_shape[:2] != (
+      resolution, resolution):
+    found = dataclasses.replace(
+        found, images=np.stack([fit(x, resolution) for x in found.images]),
+        description=f"{found.description}, resized to {resolution}x{resolution}",
+        loader=lambda other: load(name, other, data_dir=data_dir, download=download, log=log,
+                                  resolution=resolution))
+  return found
+
+
+def _load_named(name, split, data_dir, download, log, resolution) -> Source:
   if name.startswith("idx:"):
     return load_idx(name[len("idx:"):], split)
   import tensorflow_datasets as tfds  # imported here: only the TFDS path needs it
@@ -286,7 +548,7 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None, downlo
     except Exception as e:  # noqa: BLE001 - not prepared (or not as array_record)
       tried.append(f"TFDS {name} in {builder.data_dir}: not prepared ({type(e).__name__})")
     else:
-      return _from_tfds_source(ds, name, split, data_dir)
+      return _from_tfds_source(ds, name, split, data_dir, resolution)
     if download:
       host = _DOWNLOAD_HOSTS.get(name)
       why = _reachable(host) if host else None
@@ -298,7 +560,7 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None, downlo
         except Exception as e:  # noqa: BLE001 - reported below with the other attempts
           tried.append(f"TFDS download: {type(e).__name__}: {str(e)[:200]}")
         else:
-          return _from_tfds_source(ds, name, split, data_dir)
+          return _from_tfds_source(ds, name, split, data_dir, resolution)
   if name == "fashion_mnist" and split in ("train", "test"):
     if os.path.exists(os.path.join(DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz")):
       log(f"jaxgan: using Debian's Fashion-MNIST IDX files in {DEBIAN_FASHION_MNIST}, "

@@ -80,10 +80,10 @@ def train_classifier(source, *, steps: int = 1500, batch_size: int = 128, seed: 
   ``check``, when given, is called before every step; it raises to stop the training
   (e.g. on SIGTERM), and nothing is returned or cached then.
   """
-  if source.labels is None:
+  if not source.num_classes:
     raise ConfigError(f"{source.description} has no labels; the evaluation classifier needs "
                       "them.")
-  num_classes = int(source.labels.max()) + 1
+  num_classes = source.num_classes
   model = Classifier(num_classes=num_classes)
   tx = optax.adam(learning_rate)
   params = model.init(jax.random.key(seed), jnp.zeros((1, *source.image_shape)))["params"]
@@ -127,10 +127,11 @@ def load_classifier(source, cache_dir: str | None = None, log=print, steps: int 
   """
   cache_dir = cache_dir or os.environ.get("JAXGAN_CACHE_DIR") or os.path.join(
       os.path.expanduser("~"), ".cache", "jaxgan")
-  num_classes = int(source.labels.max()) + 1 if source.labels is not None else 0
-  # The data order decides the training batches, so it is part of the key too.
+  num_classes = source.num_classes
+  # The data order decides the training batches, so it is part of the key too; a folder's
+  # fingerprint changes when its files do.
   key = (f"{source.description}|{len(source)}|{num_classes}|{steps}|v{CLASSIFIER_VERSION}|"
-         f"{order_lib.ORDER}")
+         f"{order_lib.ORDER}" + (f"|{source.fingerprint}" if source.fingerprint else ""))
   digest = hashlib.sha256(key.encode()).hexdigest()[:12]
   path = os.path.join(cache_dir, "classifiers", f"{_slug(source.description)}-{digest}.msgpack")
   model = Classifier(num_classes=max(num_classes, 1))
@@ -199,7 +200,9 @@ def classification_accuracy_score(images, labels, test, *, steps: int = 500, see
                                 "images for the classification accuracy score")
   params = train_classifier(source, steps=steps, seed=seed, check=check, progress=progress)
   model = Classifier(num_classes=source.num_classes)
-  return classifier_accuracy(model, params, sources.to_model_range(test.images), test.labels)
+  real = sources.sample(test)
+  return classifier_accuracy(model, params, sources.to_model_range(real["image"]),
+                             real["label"])
 
 
 def floor_index(num_train: int, num_samples: int) -> np.ndarray:
@@ -234,24 +237,27 @@ class Evaluator:
     self.num_classes = self.model.num_classes
     self.num_samples = num_samples
     self.train, self.test, self.check = train, test, check
+    real = sources.sample(test)  # a bounded draw of a large split
+    test_labels = real.get("label")
     test_predictions, test_features = classify(self.model, self.params,
-                                               sources.to_model_range(test.images))
+                                               sources.to_model_range(real["image"]))
     self.test_stats = gaussian_stats(test_features)
     self.class_stats = {}
-    if test.labels is not None:
-      self.class_stats = {c: gaussian_stats(test_features[test.labels == c])
-                          for c in range(self.num_classes) if np.sum(test.labels == c) >= 2}
+    if test_labels is not None:
+      self.class_stats = {c: gaussian_stats(test_features[test_labels == c])
+                          for c in range(self.num_classes) if np.sum(test_labels == c) >= 2}
     index = floor_index(len(train), num_samples)
-    self.floor_images = sources.to_model_range(train.images[index])
-    self.floor_labels = None if train.labels is None else train.labels[index]
+    floor = train.get(index)
+    self.floor_images = sources.to_model_range(floor["image"])
+    self.floor_labels = floor.get("label")
     floor = self(self.floor_images, self.floor_labels)
     self.floor = floor["fd"]
     self.floors = {"fd_floor": self.floor}
     if "diversity" in floor:
       self.floors["diversity_real"] = floor["diversity"]
-    if self.floor_labels is not None and test.labels is not None:
+    if self.floor_labels is not None and test_labels is not None:
       self.floors["intra_fd_floor"] = floor["intra_fd"]
-      self.floors["classifier_accuracy"] = label_accuracy(test_predictions, test.labels)
+      self.floors["classifier_accuracy"] = label_accuracy(test_predictions, test_labels)
     self._cas_real: dict[int, float] = {}
 
   def __call__(self, images, labels=None) -> dict:

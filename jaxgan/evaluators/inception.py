@@ -51,6 +51,7 @@ import numpy as np
 from jax import lax
 
 from jaxgan import cpu
+from jaxgan.data import sources
 from jaxgan.evaluators import cache, pictures
 from jaxgan.evaluators import classifier as classifier_lib
 from jaxgan.evaluators.cache import cache_dir
@@ -662,15 +663,14 @@ def main(argv: list[str] | None = None) -> int:
   import argparse
   import sys
 
-  from jaxgan.data import sources
-
   parser = argparse.ArgumentParser(
       prog="python -m jaxgan.evaluators",
       description="Inception FID, KID, precision/recall and density/coverage of a .npy of "
                   "samples (uint8 [N, H, W, C], or float in [-1, 1]) against a dataset split.")
   parser.add_argument("--samples", required=True, help="the samples, a .npy file")
   parser.add_argument("--dataset", default="fashion_mnist",
-                      help="TFDS name or idx:/dir (fashion_mnist falls back to Debian's files)")
+                      help="TFDS name, idx:/dir, or a folder / .npy / .npz / .pack of images "
+                           "(fashion_mnist falls back to Debian's files)")
   parser.add_argument("--split", default="test", help="the reference split (default: test)")
   parser.add_argument("--data_dir", default=None, help="TFDS data directory")
   parser.add_argument("--metrics", default=",".join(METRICS),
@@ -700,7 +700,8 @@ def main(argv: list[str] | None = None) -> int:
     real = sources.load(args.dataset, args.split, data_dir=args.data_dir)
   except sources.DataError as e:
     return fail(str(e))
-  images = real.images[:args.max_real] if args.max_real > 0 else real.images
+  count = min(args.max_real, len(real)) if args.max_real > 0 else len(real)
+  images = sources.sample(sources.Take(real, count, count / len(real)), count)["image"]
   if samples.shape[1:3] != images.shape[1:3]:
     print(f"jaxgan.evaluators: note: the samples are {samples.shape[1]}x{samples.shape[2]}, "
           f"the real images {images.shape[1]}x{images.shape[2]}; both are resized to 299x299.",
@@ -736,11 +737,13 @@ class InceptionEvaluator:
                log=print, check=None):
     self.which, self.mode, self.check = tuple(which), mode, check
     self.params = load_inception(log=log)
-    self.reference = f"{test.description}"
-    self.real = dataset_features(test.images, self.reference, mode=mode, params=self.params,
+    real = sources.sample(test)["image"]  # a bounded draw of a large split
+    self.reference = test.description + (
+        f", {len(real):,} of them" if len(real) < len(test) else "")
+    self.real = dataset_features(real, self.reference, mode=mode, params=self.params,
                                  log=log, check=check)
     index = classifier_lib.floor_index(len(train), num_samples)
-    floor = dataset_features(train.images[index], f"{train.description} floor {len(index)}",
+    floor = dataset_features(train.get(index)["image"], f"{train.description} floor {len(index)}",
                              mode=mode, params=self.params, log=log, check=check)
     self.floors = {f"inception_{k}_floor": v
                    for k, v in measures(floor, self.real, self.which).items()}

@@ -36,6 +36,7 @@ MODELS = ("mlp", "dcgan", "resnet", "stylegan2")
 LR_SCHEDULES = ("constant", "linear")
 PARALLEL = ("pmap", "shard_map")
 COMPUTE_DTYPES = ("float32", "bfloat16")
+CLASS_FOLDERS = ("auto", "yes", "no")
 
 
 # Settings a checkpoint's run cannot change: they change the state's shapes, the data or
@@ -43,7 +44,8 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed", "conditional",
               "conditioning", "attention", "shared_embedding", "g_channels", "d_channels",
               "w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group_size",
-              "d_architecture", "data_fraction", "transition_start", "transition_end")
+              "d_architecture", "data_fraction", "transition_start", "transition_end",
+              "resolution", "class_folders", "skip_bad_images")
 
 
 # The random streams a checkpoint records (jaxgan.data.ORDER, jaxgan.rng.SCHEME): a run
@@ -57,7 +59,7 @@ STREAMS = {"data_order": "batches came in another order",
 MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay", "lr_g", "lr_d",
               "b1", "b2", "batch_size", "compute_dtype", "fake_labels", "ac_weight", "lr_schedule",
               "weight_init", "augment", "ada_target", "ada_kimg", "r1_every", "style_mixing",
-              "pl_weight", "pl_every", "lazy_g_every", "eval_metrics")
+              "pl_weight", "pl_every", "lazy_g_every", "eval_metrics", "data_workers")
 EVAL_METRICS = ("classifier", *inception_lib.METRICS)
 
 
@@ -65,8 +67,16 @@ def default_config() -> ml_collections.ConfigDict:
   """Every field ``train_and_evaluate`` reads, with defaults. See the comments for units."""
   c = ml_collections.ConfigDict()
   c.family = "noise"  # noise (-to-image); experiments/pix2pix.py and cyclegan.py set theirs
-  c.dataset = "mnist"  # a TFDS name, or idx:/dir for MNIST-format files
+  # A TFDS name, idx:/dir for MNIST-format files, or the user's own images: a folder, a
+  # .npy / .npz, a pack (python -m jaxgan.data.pack); see docs/data.md.
+  c.dataset = "mnist"
   c.data_dir = ml_collections.config_dict.placeholder(str)  # TFDS data_dir (None: default)
+  c.resolution = 0  # centre-crop and resize every image to N x N (0: the data's own size)
+  c.class_folders = "auto"  # a folder's classes from its sub-folders: auto | yes | no
+  c.skip_bad_images = False  # leave unreadable image files out (counted) instead of stopping
+  # Processes reading and decoding batches (Grain); 0: a thread of the training process;
+  # -1: 0 for data in memory or on up to 4 cores, else a quarter of the cores (at most 8).
+  c.data_workers = -1
   c.model = "dcgan"  # mlp | dcgan | resnet | stylegan2
   c.width = 1.0  # channel multiplier (DCGAN: of the TF tutorial's; ResNet: G 256, D 128)
   c.latent_dim = 100
@@ -396,6 +406,12 @@ def _noise_checks(out) -> list[tuple[bool, str]]:
       (out.clip >= 0, f"clip must be >= 0 (0: off), got {out.clip}"),
       (0 < out.data_fraction <= 1, f"data_fraction must be in (0, 1] (1: the whole split), "
        f"got {out.data_fraction}"),
+      (out.resolution == 0 or out.resolution >= 4, f"resolution must be 0 (the data's own "
+       f"size) or a side of at least 4 pixels, got {out.resolution}"),
+      (out.class_folders in CLASS_FOLDERS, f"class_folders must be one of {CLASS_FOLDERS}, "
+       f"got {out.class_folders!r}"),
+      (out.data_workers >= -1, f"data_workers must be >= 0 (0: read in the training "
+       f"process) or -1 (automatic), got {out.data_workers}"),
       (out.d_architecture in models.stylegan2.ARCHITECTURES, f"d_architecture must be one of "
        f"{models.stylegan2.ARCHITECTURES}, got {out.d_architecture!r}"),
       (min(out.channel_base, out.channel_max, out.lazy_g_every) >= 0 and out.w_dim >= 1

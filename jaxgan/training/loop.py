@@ -180,13 +180,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict | dict, workdir: str) -
 def _train_and_evaluate(config, workdir: str, stop: StopRequest) -> RunResult:
   config = complete_any(config)
   workdir = os.path.abspath(workdir)
-  os.makedirs(workdir, exist_ok=True)
   devices = _devices(config)
   if config.batch_size % len(devices):
     raise ConfigError(f"batch_size={config.batch_size} does not divide over {len(devices)} "
                       "devices; make it a multiple of the device count.")
   task = make_task(config, stop)
+  task.abstract_states()  # networks that cannot be built for the data's shape fail here
   stop.check()
+  # Only now: bad data, a bad config or a model that does not fit the data, found while the
+  # task was made, leaves no workdir.
+  os.makedirs(workdir, exist_ok=True)
   run = _Run(task, workdir, devices, stop)
   try:
     return run.train()

@@ -269,11 +269,12 @@ def test_tfds_path_shapes_with_mock_data():
     cifar = sources.load("cifar10", "test")
     mnist = sources.load("mnist", "train")
     other = mnist.split("test")  # the same prepared dataset, another split
-  assert (len(cifar), cifar.image_shape, cifar.labels.dtype) == (12, (32, 32, 3), np.int32)
+  assert (len(cifar), cifar.image_shape, cifar.num_classes) == (12, (32, 32, 3), 10)
   assert (len(mnist), mnist.image_shape) == (12, (28, 28, 1))
   assert other.description == "TFDS mnist (test)" and other.image_shape == (28, 28, 1)
   batch = next(pipeline.batches(cifar, 4, seed=0))[1]
   assert batch["image"].shape == (4, 32, 32, 3) and batch["image"].dtype == np.float32
+  assert batch["label"].dtype == np.int32 and set(batch["label"]) <= set(range(10))
   assert float(batch["image"].min()) >= -1 and float(batch["image"].max()) <= 1
 
 

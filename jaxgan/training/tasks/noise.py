@@ -112,12 +112,18 @@ def make_optimizers(config: ml_collections.ConfigDict):
           optim.lazy_adam(lr_d, config.b1, config.b2, every_d, eps=1e-8))
 
 
-def load_train_data(config) -> tuple[str, sources.ArraySource]:
+def load_train_data(config) -> tuple[str, sources.Source]:
   """``(dataset name, train split)``. ``mnist`` that cannot be had (no internet, not
-  prepared) is replaced by the offline Fashion-MNIST, with a one-line notice."""
+  prepared) is replaced by the offline Fashion-MNIST, with a one-line notice. A folder's
+  classes are required for a conditional run (``class_folders=auto`` then says why not)."""
+  class_folders = config.class_folders
+  if config.conditional and class_folders == "auto":
+    class_folders = "yes"
   try:
     return config.dataset, sources.load(config.dataset, "train", data_dir=config.data_dir,
-                                         log=notice)
+                                         log=notice, resolution=config.resolution,
+                                         class_folders=class_folders,
+                                         skip_bad=config.skip_bad_images)
   except sources.DataError as e:
     if config.dataset != "mnist" or not os.path.exists(
         os.path.join(sources.DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz")):
@@ -127,7 +133,21 @@ def load_train_data(config) -> tuple[str, sources.ArraySource]:
     notice(f"jaxgan: MNIST is not available here ({reason}); training on the offline "
             f"Fashion-MNIST in {sources.DEBIAN_FASHION_MNIST} instead (same shape, 10 classes). "
             "Set --config.dataset to choose.")
-    return "fashion_mnist", sources.load_idx(sources.DEBIAN_FASHION_MNIST, "train")
+    return "fashion_mnist", sources.load("idx:" + sources.DEBIAN_FASHION_MNIST, "train",
+                                         resolution=config.resolution)
+
+
+def data_workers(config, source) -> int:
+  """``config.data_workers``, or when it is -1: none for data already in memory (nothing
+  to decode) or on a machine of 4 cores or fewer (the step uses them all: a worker only
+  takes from it), else a quarter of the cores, at most 8 (BUILD_NOTES.md, "Your own
+  data")."""
+  if config.data_workers >= 0:
+    return config.data_workers
+  cores = os.cpu_count() or 1
+  if isinstance(source, sources.ArraySource) or cores <= 4:
+    return 0
+  return min(8, cores // 4)
 
 
 def _inception_metrics(config) -> tuple[str, ...]:
@@ -139,7 +159,7 @@ def _make_inception_evaluator(config, train_source, check: Callable[[], None] | 
   which = _inception_metrics(config)
   if not which:
     return None
-  test = train_source.split("test")
+  test = train_source.reference()
   notice(f"jaxgan: eval_metrics={config.eval_metrics}: each evaluation also passes "
           f"{config.eval_samples:,} samples through Inception (the test split's and the "
           "floor's features are computed once and cached).")
@@ -151,11 +171,11 @@ def _make_inception_evaluator(config, train_source, check: Callable[[], None] | 
 def _make_evaluator(config, train_source, check: Callable[[], None] | None = None):
   if "classifier" not in inception_lib.parse_metrics(config.eval_metrics, EVAL_METRICS):
     return None
-  if train_source.labels is None:
+  if not train_source.num_classes:
     notice(f"jaxgan: {train_source.description} has no labels, so there is no evaluation "
             "classifier; eval_every is ignored.")
     return None
-  return classifier_lib.Evaluator(train_source, train_source.split("test"),
+  return classifier_lib.Evaluator(train_source, train_source.reference(notice),
                             num_samples=config.eval_samples, log=notice, check=check,
                             progress=config.progress)
 
@@ -252,7 +272,7 @@ class NoiseTask(Task):
       notice(f"jaxgan: data_fraction={config.data_fraction:g}: training on "
              f"{source.description}; evaluated against the whole split's statistics.")
     self.image_shape = source.image_shape
-    if config.conditional and source.labels is None:
+    if config.conditional and not source.num_classes:
       raise ConfigError(f"conditional=True trains on the dataset's labels, but "
                         f"{source.description} has none. Use a labelled dataset, or set "
                         "--config.conditional=False.")
@@ -292,7 +312,8 @@ class NoiseTask(Task):
                                  self.image_shape, self.num_classes)
 
   def batches(self, start_step):
-    return pipeline.batches(self.source, self.config.batch_size, self.config.seed, start_step)
+    return pipeline.batches(self.source, self.config.batch_size, self.config.seed, start_step,
+                            workers=data_workers(self.config, self.source))
 
   def grid(self, state_g, key):
     # A conditional run's grid: one class per row, grid_size images of each.

@@ -128,8 +128,9 @@ def classifier_fd(model, params, images, stats) -> float:
 
 
 def load_data(config, log) -> sources.ArraySource:
+  """The training split in memory: the translation tasks pair or split whole sets."""
   name = config.dataset
-  return sources.load(name, "train", data_dir=config.data_dir, log=log)
+  return sources.in_memory(sources.load(name, "train", data_dir=config.data_dir, log=log))
 
 
 def test_split(train_images: sources.ArraySource, log) -> sources.ArraySource:
