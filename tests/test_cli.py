@@ -194,14 +194,14 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
   config_lib.complete_any(default)
   assert "learns slowly" not in capsys.readouterr().err
   # A recipe sees whether the run is conditional: StyleGAN2's conditional CPU run is its
-  # own (width 0.25, the class faded in), named with --config.model or after the file.
+  # own (half the steps, the class faded in), named with --config.model or after the file.
   sg2 = config_of_command_line(parsed_config_flag("--config.model=stylegan2"))
-  assert (sg2.width, sg2.conditional, sg2.transition_end) == (0.5, False, 0)
+  assert (sg2.width, sg2.steps, sg2.conditional, sg2.transition_end) == (0.25, 2600, False, 0)
   for args in (("--config.model=stylegan2", "--config.conditional=True"),
                (f"--config={path}:stylegan2,cpu", "--config.conditional=True")):
     cond = config_of_command_line(parsed_config_flag(*args))
-    assert (cond.model, cond.width, cond.conditional, cond.transition_start,
-            cond.transition_end) == ("stylegan2", 0.25, True, 300, 800), args
+    assert (cond.model, cond.width, cond.steps, cond.conditional, cond.transition_start,
+            cond.transition_end) == ("stylegan2", 0.25, 1300, True, 300, 800), args
   # A recipe's own choice gives way to the command line's (the DCGAN's CPU run is
   # conditional), and the other fields are the recipe's.
   dcgan = config_of_command_line(parsed_config_flag("--config.conditional=False"))

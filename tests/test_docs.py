@@ -120,3 +120,16 @@ def test_every_page_is_linked_from_the_readme_and_every_link_resolves():
   for page in ["README.md", *(f"docs/{p}" for p in pages)]:
     for target in re.findall(r"\]\(([^)#:]+)\)", (ROOT / page).read_text()):
       assert (ROOT / page).parent.joinpath(target).resolve().exists(), (page, target)
+
+
+def test_the_data_page_reads_a_folder_of_its_own(capsys):
+  (block,) = blocks("docs/data.md")
+  ns: dict = {}
+  run("docs/data.md", block, ns)
+  source, batch = ns["source"], ns["batch"]
+  assert (len(source), source.num_classes, source.image_shape) == (8, 2, (32, 32, 3))
+  assert batch["image"].shape == (4, 32, 32, 3) and set(batch["label"]) <= {0, 1}
+  # Image i of each class is the flat value 60 * i: cropping and resizing keep it flat.
+  values = np.unique(np.round((batch["image"] + 1) * 127.5))
+  assert set(values) <= {0, 60, 120, 180}
+  assert "2 classes from its sub-folders" in capsys.readouterr().out
