@@ -154,19 +154,19 @@ def test_the_stylegan2_cifar10_config_is_the_references_cifar_config():
     assert (count(vg["params"]), count(vd["params"])) == expected
 
 
-def test_the_mnist_stylegan2_recipe_is_a_short_cpu_run_of_the_half_width_small_pair():
+def test_the_mnist_stylegan2_recipe_is_a_short_cpu_run_of_the_quarter_width_small_pair():
   get_config = runpy.run_path(os.path.join(ROOT, "experiments", "configs",
                                            "mnist.py"))["get_config"]
   assert jax.default_backend() == "cpu"
   auto = config_lib.complete_config(get_config("stylegan2"))
-  assert (auto.model, auto.steps, auto.width, auto.augment) == ("stylegan2", 1300, 0.5, "none")
+  assert (auto.model, auto.steps, auto.width, auto.augment) == ("stylegan2", 2600, 0.25, "none")
   np.testing.assert_allclose(auto.r1_weight, 0.0002 * 32 ** 2 / 64)  # the reference's auto
   G, D = noise_tasks.make_models(auto, (28, 28, 1))
-  # Channels min(base / res, max) with base 1024 * 0.5 and max 128 * 0.5: {4: 64, 8: 64,
-  # 16: 32, 32: 16}; the same pair as models.stylegan2_small(width=0.5).
-  small_g, small_d = jaxgan_small(width=0.5)
+  # Channels min(base / res, max) with base 1024 * 0.25 and max 128 * 0.25: {4: 32, 8: 32,
+  # 16: 16, 32: 8}; the same pair as models.stylegan2_small(width=0.25).
+  small_g, small_d = jaxgan_small(width=0.25)
   assert (G.channel_base, G.channel_max) == (small_g.channel_base, small_g.channel_max) == (
-      512, 64)
+      256, 32)
   assert (D.channel_base, D.channel_max, D.mbstd_group_size) == (
       small_d.channel_base, small_d.channel_max, small_d.mbstd_group_size)
   # On an accelerator the config's own width (1.0) and the full run.
