@@ -228,8 +228,27 @@ def config_of_command_line(flag=None):
   conditional run."""
   flag = flags.FLAGS["config"] if flag is None else flag  # a parsed config_flags flag
   overrides = flag.override_values
-  if "model" not in overrides and "conditional" not in overrides:
-    return flag.value
+  config = flag.value
+  if "model" in overrides or "conditional" in overrides:
+    config = _recipe(flag, overrides.get("conditional")) or config
+  if ("conditional" not in overrides and config.get("conditional")
+      and _without_labels(config)):
+    # The user's own unlabelled images under a recipe that trains on labels (the default
+    # CPU run is class-conditional): the recipe's unconditional variant, said once.
+    unconditional = _recipe(flag, False)
+    if unconditional is not None:
+      print(f"jaxgan: {config.dataset} has no class labels (no class sub-folders), so this "
+            "runs the recipe's unconditional variant (--config.conditional=False).",
+            file=sys.stderr, flush=True)
+      return unconditional
+  return config
+
+
+def _recipe(flag, conditional: bool | None):
+  """The config file's recipe for the command line's model, built for ``conditional`` (None:
+  the recipe's choice), with the command line's fields on top; None where the file holds
+  no recipes per model (no ``MODELS``) or names another model."""
+  overrides = flag.override_values
   filename = flag.config_filename
   path, arg = (filename, "") if os.path.exists(filename) else filename.rsplit(":", 1)
   import runpy
@@ -237,17 +256,27 @@ def config_of_command_line(flag=None):
   module = runpy.run_path(path)
   models = module.get("MODELS", ())
   if not models:
-    return flag.value
+    return None
   from jaxgan.training.config import config_arg
 
   named, variant = config_arg(arg, models)
   model = overrides.get("model", named)
   if model is not None and model not in models:
-    return flag.value
+    return None
   config = module["get_config"](",".join(filter(None, (model, variant))),
-                                conditional=overrides.get("conditional"))
+                                conditional=conditional)
   config.update_from_flattened_dict(overrides)
+  if conditional is not None:
+    config.conditional = conditional
   return config
+
+
+def _without_labels(config) -> bool:
+  from jaxgan.data import sources
+
+  dataset = config.get("dataset")
+  return (isinstance(dataset, str) and sources.is_path(dataset)
+          and sources.without_labels(dataset, config.get("class_folders", "auto")))
 
 
 def _define_outputs(family: str) -> dict:

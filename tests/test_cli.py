@@ -217,6 +217,33 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
       **parsed_config_flag(config="cifar10.py").value.to_dict(), "model": "dcgan"}
 
 
+def test_unlabelled_images_run_the_recipes_unconditional_variant(tmp_path, capsys):
+  from jaxgan.cli import config_of_command_line
+
+  image = np.zeros((8, 8), np.uint8)
+  for folder in ("flat", "classes/a", "classes/b"):
+    (tmp_path / folder).mkdir(parents=True)
+    Image.fromarray(image).save(tmp_path / folder / "0.png")
+  default = config_of_command_line(parsed_config_flag())
+  assert default.conditional  # the DCGAN's CPU run trains on labels
+  # A folder without class folders: the recipe built unconditional, said once.
+  flat = config_of_command_line(parsed_config_flag(f"--config.dataset={tmp_path}/flat"))
+  assert flat.to_dict() == {**default.to_dict(), "conditional": False,
+                            "dataset": f"{tmp_path}/flat"}
+  assert capsys.readouterr().err.count("has no class labels") == 1
+  # StyleGAN2's unconditional CPU run is its own recipe, not the conditional one's fields.
+  sg2 = config_of_command_line(parsed_config_flag(f"--config.dataset={tmp_path}/flat",
+                                                  "--config.model=stylegan2"))
+  assert (sg2.conditional, sg2.steps) == (False, 2600)
+  # Labelled data, or a conditional run the command line asks for, is left as it is (the
+  # latter then stops with an error naming the missing labels).
+  classes = config_of_command_line(parsed_config_flag(f"--config.dataset={tmp_path}/classes"))
+  asked = config_of_command_line(parsed_config_flag(f"--config.dataset={tmp_path}/flat",
+                                                    "--config.conditional=True"))
+  assert classes.conditional and asked.conditional
+  assert "has no class labels" not in capsys.readouterr().err
+
+
 def test_the_longer_run_is_offered_only_for_a_finished_healthy_cpu_run_of_a_listed_model():
   import types
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import gzip
+import json
 import math
 import os
 import socket
 import sys
 import threading
+import zipfile
 import zlib
 from collections.abc import Callable
 
@@ -448,6 +450,37 @@ def is_path(name: str) -> bool:
   of those suffixes, or exists."""
   return (os.sep in name or name.startswith(("~", ".")) or
           name.endswith((".npy", ".npz", ".pack")) or os.path.exists(name))
+
+
+def without_labels(path: str, class_folders: str = "auto") -> bool:
+  """Whether the data at ``path`` surely has no class labels, found cheaply (a folder's top
+  level, an archive's member names, a pack's metadata) without reading it: a recipe that
+  would train on labels can then run its unconditional variant. False when unsure (or when
+  nothing is there): opening the data decides and names what is wrong."""
+  from jaxgan.data import files, pack
+
+  full = os.path.abspath(os.path.expanduser(path))
+  try:
+    if pack.is_pack(full):
+      with open(os.path.join(full, pack.META)) as f:
+        return not json.load(f).get("num_classes")
+    if os.path.isdir(full):
+      if class_folders != "auto":
+        return class_folders == "no"
+      # Labels need every image in one of at least two first-level folders: an image at
+      # the top, or fewer than two folders, means none.
+      entries = [e for e in os.scandir(full) if not e.name.startswith(".")]
+      loose = any(e.is_file() and e.name.lower().endswith(files.IMAGE_SUFFIXES)
+                  for e in entries)
+      return loose or sum(e.is_dir() for e in entries) < 2
+    if full.endswith(".npy"):
+      return True
+    if full.endswith(".npz"):
+      with zipfile.ZipFile(full) as archive:
+        return "label.npy" not in archive.namelist()
+  except (OSError, ValueError, zipfile.BadZipFile):
+    return False
+  return False
 
 
 def open_path(path: str, *, resolution: int = 0, class_folders: str = "auto",

@@ -282,3 +282,30 @@ def test_two_processes_read_disjoint_shares_that_make_up_the_global_batch(tmp_pa
     for name in ("image", "label"):
       np.testing.assert_array_equal(
           np.concatenate([shares[0][name][step], shares[1][name][step]]), batch[name])
+
+
+def test_a_cheap_look_tells_unlabelled_data_as_opening_it_does(tmp_path):
+  images, labels = numbered(6), np.arange(6) % 2
+  write_folder(tmp_path / "classes", images, labels)
+  write_folder(tmp_path / "flat", images)
+  write_folder(tmp_path / "one_class", images, np.zeros(6))
+  write_folder(tmp_path / "loose", images, labels)
+  Image.fromarray(images[0, ..., 0]).save(tmp_path / "loose" / "top.png")
+  np.savez(tmp_path / "labelled.npz", image=images, label=labels)
+  np.savez(tmp_path / "images.npz", image=images)
+  np.save(tmp_path / "images.npy", images)
+  for name in ("labelled.npz", "images.npz"):
+    pack.pack(sources.load(str(tmp_path / name)), str(tmp_path / (name + ".pack")),
+              progress=False, log=lambda line: None)
+  kinds = ["classes", "flat", "one_class", "loose", "labelled.npz", "images.npz",
+           "images.npy", "labelled.npz.pack", "images.npz.pack"]
+  # The look reads no image and agrees with the source opened in full (its classes).
+  for kind in kinds:
+    path = str(tmp_path / kind)
+    assert sources.without_labels(path) == (sources.load(path).num_classes == 0), kind
+  assert [k for k in kinds if sources.without_labels(str(tmp_path / k))] == [
+      "flat", "one_class", "loose", "images.npz", "images.npy", "images.npz.pack"]
+  # Class folders as asked; a path with nothing there is left to opening it to name.
+  assert sources.without_labels(str(tmp_path / "classes"), "no")
+  assert not sources.without_labels(str(tmp_path / "flat"), "yes")
+  assert not sources.without_labels(str(tmp_path / "missing"))

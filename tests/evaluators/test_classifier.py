@@ -310,3 +310,26 @@ def test_classification_accuracy_score(fashion_evaluator, capfd):
   assert "classifier:" not in capfd.readouterr().err
   assert shuffled["cas"] == pytest.approx(0.1, abs=0.06)
   assert shuffled["cas_real"] == scores["cas_real"]  # computed once
+
+
+def test_the_summary_names_what_the_floors_compare():
+  from types import SimpleNamespace
+
+  from jaxgan.training.tasks import noise
+
+  evaluator = SimpleNamespace(num_samples=2000, num_classes=10)
+  evaluation = dict(fd=3.11, fd_floor=0.46, coverage=10, kl=0.002, label_accuracy=0.91,
+                    classifier_accuracy=0.932, intra_fd=10.05, intra_fd_floor=2.39,
+                    cas=0.811, cas_real=0.872)
+  held_out = noise.summary(5000, evaluation, evaluator, "Fashion-MNIST")
+  assert "Frechet distance 3.11 (real train vs test: 0.46, the floor)" in held_out
+  assert "on real test images it is right 93.2%" in held_out
+  assert "tested on real test images; trained on as many real images: 87.2%" in held_out
+  # A folder has no test split: the floors are two draws of its images, and the classifier
+  # is tested on images it was trained on; the lines say so instead of "test".
+  own = noise.summary(5000, evaluation, evaluator, "the folder /data", held_out=False)
+  assert "test images" not in own and "vs test" not in own
+  assert "Frechet distance 3.11 (two draws of the real images: 0.46, the floor)" in own
+  assert "intra-class FD 10.05 (mean over classes of each class's FD; two draws of the " \
+         "real images: 2.39)" in own
+  assert "on real images (its training images) it is right 93.2%" in own

@@ -202,19 +202,23 @@ def sample(G, state_g, key, num: int, check: Callable[[], None] | None = None,
   return np.concatenate(out)
 
 
-def summary(step: int, evaluation: dict, evaluator, data: str) -> str:
-  """The lines printed when a run ends."""
+def summary(step: int, evaluation: dict, evaluator, data: str, held_out: bool = True) -> str:
+  """The lines printed when a run ends. ``held_out``: the data has a test split; without
+  one the floors compare two draws of the training images, and the lines say so (a
+  classifier tested on images it was trained on scores higher than on new ones)."""
+  pair, real = (("real train vs test", "real test images") if held_out else
+                ("two draws of the real images", "real images (its training images)"))
   lines = (f"jaxgan: evaluation at step {step} on {data}, {evaluator.num_samples:,} samples:\n"
-           f"  Frechet distance {evaluation['fd']:.2f} (real train vs test images: "
+           f"  Frechet distance {evaluation['fd']:.2f} ({pair}: "
            f"{evaluation['fd_floor']:.2f}, the floor)\n"
            f"  class coverage {evaluation['coverage']}/{evaluator.num_classes} (classes with "
            f">= 2% of samples), KL to uniform {evaluation['kl']:.3f} nats")
   if "label_accuracy" in evaluation:
     lines += (f"\n  label accuracy {100 * evaluation['label_accuracy']:.1f}% (the classifier's "
-              f"class for G(z, y) is y; on real test images it is right "
+              f"class for G(z, y) is y; on {real} it is right "
               f"{100 * evaluation['classifier_accuracy']:.1f}%)\n"
               f"  intra-class FD {evaluation['intra_fd']:.2f} (mean over classes of each "
-              f"class's FD; real train vs test: {evaluation['intra_fd_floor']:.2f})")
+              f"class's FD; {pair}: {evaluation['intra_fd_floor']:.2f})")
   if "diversity" in evaluation:
     by = "class asked for" if "label_accuracy" in evaluation else "predicted class"
     lines += (f"\n  diversity {evaluation['diversity']:.2f} (each {by}'s feature variance over "
@@ -222,8 +226,8 @@ def summary(step: int, evaluation: dict, evaluator, data: str) -> str:
               f"images: {evaluation.get('diversity_real', 1.0):.2f})")
   if "cas" in evaluation:
     lines += (f"\n  classification accuracy score {100 * evaluation['cas']:.1f}% (a classifier "
-              f"trained on the {evaluator.num_samples:,} generated images, tested on real test "
-              f"images; trained on as many real images: {100 * evaluation['cas_real']:.1f}%)")
+              f"trained on the {evaluator.num_samples:,} generated images, tested on {real}; "
+              f"trained on as many real images: {100 * evaluation['cas_real']:.1f}%)")
   return lines
 
 
@@ -288,6 +292,7 @@ class NoiseTask(Task):
                   "step_state": {"g": sorted(keeps[0]), "d": sorted(keeps[1])}}
     self.tx_g, self.tx_d = make_optimizers(config)
     self.evaluator = self.inception = None
+    self.held_out = "test" in full_source.splits  # else the evaluation reads these images
     if config.eval_every:
       self.evaluator = _make_evaluator(config, full_source, stop.check)
       self.inception = _make_inception_evaluator(config, full_source, stop.check)
@@ -344,7 +349,8 @@ class NoiseTask(Task):
 
   def summary(self, step, evaluation):
     if self.evaluator is not None:
-      lines = [summary(step, evaluation, self.evaluator, self.source.description)]
+      lines = [summary(step, evaluation, self.evaluator, self.source.description,
+                       held_out=self.held_out)]
     else:
       lines = [f"jaxgan: evaluation at step {step} on {self.source.description}, "
                f"{self.config.eval_samples:,} samples:"]
