@@ -35,12 +35,17 @@ class Loss:
   Attributes:
     name: the registry name.
     discriminator: ``(real_logits [B], fake_logits [B]) -> scalar``.
-    generator: ``fake_logits [B] -> scalar``.
+    generator: ``fake_logits [B] -> scalar``; with ``pairs``, ``(fake_logits [B],
+      real_logits [B]) -> scalar``.
+    pairs: the losses compare each fake with the real of the same place in the batch (a
+      relativistic loss): the generator's objective reads the real logits too, so the
+      training step runs D on the real batch in G's update as well.
   """
 
   name: str
   discriminator: Callable[[Array, Array], Array]
-  generator: Callable[[Array], Array]
+  generator: Callable[..., Array]
+  pairs: bool = False
 
 
 def _non_saturating_d(real: Array, fake: Array) -> Array:
@@ -84,6 +89,16 @@ def _wasserstein_d(real: Array, fake: Array) -> Array:
   return jnp.mean(fake) - jnp.mean(real)
 
 
+def _relativistic_d(real: Array, fake: Array) -> Array:
+  # Jolicoeur-Martineau (2019)'s relativistic pairing, as R3GAN trains it: D is asked how
+  # much more real each real image is than the fake beside it in the batch.
+  return jnp.mean(jax.nn.softplus(-(real - fake)))
+
+
+def _relativistic_g(fake: Array, real: Array) -> Array:
+  return jnp.mean(jax.nn.softplus(-(fake - real)))
+
+
 _REGISTRY: dict[str, Loss] = {}
 
 
@@ -107,6 +122,7 @@ minimax = register(Loss("minimax", _non_saturating_d, _minimax_g))
 least_squares = register(Loss("least_squares", _least_squares_d, _least_squares_g))
 hinge = register(Loss("hinge", _hinge_d, _mean_negated))
 wasserstein = register(Loss("wasserstein", _wasserstein_d, _mean_negated))
+relativistic = register(Loss("relativistic", _relativistic_d, _relativistic_g, pairs=True))
 
 
 def names() -> tuple[str, ...]:
@@ -119,7 +135,7 @@ def get(name: str | Loss) -> Loss:
 
   Args:
     name: one of ``names()`` (``non_saturating``, ``minimax``, ``least_squares``,
-      ``hinge``, ``wasserstein``), or a ``Loss``.
+      ``hinge``, ``wasserstein``, ``relativistic``), or a ``Loss``.
 
   Returns:
     The ``Loss``.
@@ -134,7 +150,7 @@ def get(name: str | Loss) -> Loss:
                          f"{type(name).__name__}.")
   key = name.strip().lower().replace("-", "_")
   aliases = {"bce": "non_saturating", "ns": "non_saturating", "lsgan": "least_squares",
-             "wgan": "wasserstein"}
+             "wgan": "wasserstein", "rpgan": "relativistic"}
   key = aliases.get(key, key)
   if key not in _REGISTRY:
     raise ConfigError(
@@ -189,6 +205,21 @@ def r1_penalty(d_fn: Callable[[Array], Array], real: Array) -> Array:
     The unweighted penalty (a scalar).
   """
   return jnp.mean(_per_example_sq_norm(_input_grads(d_fn, real)))
+
+
+def r2_penalty(d_fn: Callable[[Array], Array], fake: Array) -> Array:
+  """R2 (Mescheder et al., 2018; R3GAN): R1 taken on the generated images,
+  ``mean(||grad D(fake)|| ** 2)``, weighted as R1 (``r2_weight / 2``).
+
+  Args:
+    d_fn: images ``[B, ...]`` -> logits ``[B]``.
+    fake: generated images ``[B, ...]`` (the penalty's gradient does not reach G: the step
+      passes them with their gradient stopped).
+
+  Returns:
+    The unweighted penalty (a scalar).
+  """
+  return r1_penalty(d_fn, fake)
 
 
 def clip_weights(params, bound: float):

@@ -74,7 +74,9 @@ def test_gradient_signs_separate_real_from_fake(name):
   g_real, g_fake = jax.grad(loss.discriminator, argnums=(0, 1))(real, fake)
   assert (g_real < 0).all(), "descending the D loss must raise real logits"
   assert (g_fake > 0).all(), "descending the D loss must lower fake logits"
-  assert (jax.grad(loss.generator)(fake) < 0).all(), "the G loss must raise fake logits"
+  # A relativistic G loss reads the real logits beside the fakes.
+  g_fn = (lambda f: loss.generator(f, real)) if loss.pairs else loss.generator
+  assert (jax.grad(g_fn)(fake) < 0).all(), "the G loss must raise fake logits"
   # A few steps of gradient descent on the logits separate them.
   for _ in range(20):
     g_real, g_fake = jax.grad(loss.discriminator, argnums=(0, 1))(real, fake)
@@ -86,7 +88,7 @@ def test_losses_accept_integer_like_batches_of_any_size():
   for name in losses.names():
     loss = losses.get(name)
     assert loss.discriminator(jnp.zeros(5), jnp.zeros(5)).shape == ()
-    assert loss.generator(jnp.zeros(3)).shape == ()
+    assert loss.generator(*(jnp.zeros(3),) * (2 if loss.pairs else 1)).shape == ()
 
 
 def test_unknown_loss_name_lists_known_ones():
@@ -160,6 +162,36 @@ def test_r1_by_hand():
   # Linear D: ||w||^2 = 25 for every example.
   np.testing.assert_allclose(
       losses.r1_penalty(lambda x: x @ jnp.array([3.0, 4.0]), jnp.ones((4, 2))), 25.0, rtol=1e-6)
+
+
+def test_relativistic_by_hand():
+  loss = losses.get("rpgan")
+  assert loss is losses.relativistic and loss.pairs
+  # Pairs in batch order: (real 1, fake 0.5) and (real -2, fake -1).
+  # D: mean(softplus(-(1 - 0.5)), softplus(-(-2 + 1))) = (softplus(-0.5) + softplus(1)) / 2.
+  d = (softplus(-0.5) + softplus(1.0)) / 2
+  np.testing.assert_allclose(loss.discriminator(REAL, FAKE), d, rtol=1e-6)
+  # G: mean(softplus(-(0.5 - 1)), softplus(-(-1 + 2))) = (softplus(0.5) + softplus(-1)) / 2.
+  g = (softplus(0.5) + softplus(-1.0)) / 2
+  np.testing.assert_allclose(loss.generator(FAKE, REAL), g, rtol=1e-6)
+  # Pairing, not batch means: the fakes swapped give (softplus(-2) + softplus(2.5)) / 2,
+  # where a loss of means (the non-saturating one) would not change.
+  swapped = FAKE[::-1]
+  np.testing.assert_allclose(loss.discriminator(REAL, swapped),
+                             (softplus(-2.0) + softplus(2.5)) / 2, rtol=1e-6)
+  np.testing.assert_allclose(losses.non_saturating.discriminator(REAL, swapped),
+                             losses.non_saturating.discriminator(REAL, FAKE), rtol=1e-6)
+  # Equal logits: log 2 on both sides, whatever their value.
+  same = jnp.array([3.0, -7.0])
+  np.testing.assert_allclose(loss.discriminator(same, same), math.log(2), rtol=1e-6)
+  np.testing.assert_allclose(loss.generator(same, same), math.log(2), rtol=1e-6)
+
+
+def test_r2_is_r1_on_the_fakes_by_hand():
+  # D(x) = sum(x^3): grads 3 x^2 = (3, 12) and (27, 0), squared norms 153 and 729.
+  d_fn = lambda x: jnp.sum(x**3, axis=-1)  # noqa: E731
+  np.testing.assert_allclose(losses.r2_penalty(d_fn, jnp.array([[1.0, 2.0], [3.0, 0.0]])),
+                             (153 + 729) / 2, rtol=1e-6)
 
 
 def test_clip_weights():

@@ -111,14 +111,16 @@ def _class_loss(class_logits: jax.Array, labels: jax.Array) -> jax.Array:
   return jnp.mean(jnp.where(valid, ce, jnp.nan))
 
 
-def check_options(n_critic, gp_weight, r1_weight, clip, ema_decay, r1_every=1) -> None:
+def check_options(n_critic, gp_weight, r1_weight, clip, ema_decay, r1_every=1,
+                  r2_weight=0.0) -> None:
   if not positive_int(n_critic):
     raise ConfigError(f"n_critic must be an int >= 1 (discriminator updates per generator "
                       f"update), got {n_critic!r}.")
   if not positive_int(r1_every):
     raise ConfigError(f"r1_every must be an int >= 1 (1: R1 in every discriminator update; "
                       f"StyleGAN2's lazy regularisation uses 16), got {r1_every!r}.")
-  for name, value in (("gp_weight", gp_weight), ("r1_weight", r1_weight)):
+  for name, value in (("gp_weight", gp_weight), ("r1_weight", r1_weight),
+                      ("r2_weight", r2_weight)):
     if not isinstance(value, int | float) or value < 0:
       raise ConfigError(f"{name} must be a number >= 0 (0 disables it), got {value!r}.")
   if clip is not None and not (isinstance(clip, int | float) and clip > 0):
@@ -221,6 +223,7 @@ class TrainStep:
   pl_batch_shrink: int = 2
   lazy: tuple[bool, bool] | None = None  # fixed by ``at(step)``; None: decided in the step
   transition: tuple[int, int] | None = None
+  r2_weight: float = 0.0
 
   # -- helpers, all pure ------------------------------------------------------------
 
@@ -325,14 +328,16 @@ class TrainStep:
       d.update(ada_p=jnp.float32(self.augment.p), ada_signs=jnp.float32(0.0),
                ada_count=jnp.int32(0))
     if self.lazy_r1:
-      d["r1"] = jnp.float32(0.0)
+      d.update({name: jnp.float32(0.0) for name, weight in
+                (("r1", self.r1_weight), ("r2", self.r2_weight)) if weight > 0})
     if self.pl_weight > 0:
       g.update(pl_mean=jnp.float32(0.0), pl_penalty=jnp.float32(0.0))
     return g, d
 
   @property
   def lazy_r1(self) -> bool:
-    return self.r1_weight > 0 and self.r1_every > 1
+    """R1 and R2 (whichever is on) as their own D update every ``r1_every`` steps."""
+    return (self.r1_weight > 0 or self.r2_weight > 0) and self.r1_every > 1
 
   def prepare_states(self, state_g: NetState, state_d: NetState) -> tuple[NetState, NetState]:
     """The states with the entries this step keeps (``step_state``) added, when missing.
@@ -410,9 +415,10 @@ class TrainStep:
       state_d, d_metrics = jax.lax.scan(update, state_d, jnp.arange(self.n_critic))
       d_metrics = jax.tree.map(lambda m: jnp.mean(m, axis=0), d_metrics)
     if self.lazy_r1:
-      state_d = self._lazily(functools.partial(self._lazy_r1, b, k_critic), state_d,
+      state_d = self._lazily(functools.partial(self._lazy_r1, b, k_critic, state_g), state_d,
                              self.r1_every, state_g.step, 0)
-      d_metrics["r1"] = state_d.step_state["r1"]
+      d_metrics.update({name: state_d.step_state[name] for name in ("r1", "r2")
+                        if name in state_d.step_state})
 
     old_step = state_g.step
     state_g, g_metrics = self._generator_update(b, state_d, k_gen, state_g)
@@ -506,6 +512,15 @@ class TrainStep:
       r1 = losses_lib.r1_penalty(d_fn, b.real)
       total = total + 0.5 * self.r1_weight * r1
       metrics["r1"] = r1
+    if self.r2_weight > 0 and not self.lazy_r1:
+      # R2: the same penalty on the fakes, under their labels and through their
+      # augmentation (R3GAN's, with respect to the images before it).
+      fake_fn = lambda x: self._unconditional(self._discriminate(  # noqa: E731
+          params, ms, self._aug(b, x, k_fake), y_fake, jax.random.fold_in(k_drop, 3),
+          b.num_classes, b.class_weight)[0], b.class_weight)
+      r2 = losses_lib.r2_penalty(fake_fn, fake)
+      total = total + 0.5 * self.r2_weight * r2
+      metrics["r2"] = r2
     return self._pmean(total), (ms, metrics)
 
   def _generator_update(self, b: _Batch, state_d: NetState, k_gen: jax.Array,
@@ -515,13 +530,22 @@ class TrainStep:
     z = sample_latent(k_z, b.size, b.latent_dim, b.offset)
     y_fake = self._fake_labels(b, jax.random.fold_in(k_z, 1))
 
+    pair = ()
+    if self.loss.pairs:
+      # A relativistic G compares each fake with the real beside it (R3GAN's G step runs
+      # D on the reals too); no gradient reaches D or G through them.
+      pair = (jax.lax.stop_gradient(self._discriminate(
+          state_d.params, state_d.module_state, self._aug(b, b.real, jax.random.fold_in(
+              k_aug, 1)), b.labels, jax.random.fold_in(k_drop, 1), b.num_classes,
+          b.class_weight)[0]),)
+
     def objective(params):
       fake, model_state = self._generate(state_g, params, z, y_fake, k_drop_g, b.offset,
                                          b.class_weight)
       logits, classes, _ = self._discriminate(state_d.params, state_d.module_state,
                                               self._aug(b, fake, k_aug), y_fake, k_drop,
                                               b.num_classes, b.class_weight)
-      g_loss = self._weighed(self.loss.generator, b.class_weight, logits)
+      g_loss = self._weighed(self.loss.generator, b.class_weight, logits, *pair)
       aux = {"g_loss": g_loss}
       total = g_loss
       if classes is not None and self.ac_weight > 0:
@@ -579,21 +603,40 @@ class TrainStep:
     new = state_g.apply_gradients(self._pmean(grads)).replace(step=state_g.step)
     return new.with_step_state(pl_mean=new_mean, pl_penalty=self._pmean(penalty))
 
-  def _lazy_r1(self, b: _Batch, key: jax.Array, state_d: NetState) -> NetState:
-    """StyleGAN2's lazy R1: its own D update, the penalty scaled by the interval."""
+  def _lazy_r1(self, b: _Batch, key: jax.Array, state_g: NetState,
+               state_d: NetState) -> NetState:
+    """StyleGAN2's lazy R1 (and R2 on fresh fakes, when on): its own D update, the
+    penalties scaled by the interval."""
     k_aug, k_drop = jax.random.split(jax.random.fold_in(key, self.n_critic))
+    fake = y_fake = None
+    if self.r2_weight > 0:
+      k_z, k_drop_g = jax.random.split(jax.random.fold_in(key, self.n_critic + 1))
+      z = sample_latent(k_z, b.size, b.latent_dim, b.offset)
+      y_fake = self._fake_labels(b, jax.random.fold_in(k_z, 1))
+      fake = jax.lax.stop_gradient(self._generate(state_g, state_g.params, z, y_fake,
+                                                  k_drop_g, b.offset, b.class_weight)[0])
 
     def objective(params):
-      # As for the penalties in the main update, this pass leaves D's model state alone.
-      d_fn = lambda x: self._unconditional(self._discriminate(  # noqa: E731
-          params, state_d.module_state, self._aug(b, x, k_aug), b.labels, k_drop,
-          b.num_classes, b.class_weight)[0], b.class_weight)
-      r1 = losses_lib.r1_penalty(d_fn, b.real)
-      return self._pmean(0.5 * self.r1_weight * self.r1_every * r1), r1
+      # As for the penalties in the main update, these passes leave D's model state alone.
+      def d_fn(x, y, k_a, k_d):
+        return self._unconditional(self._discriminate(
+            params, state_d.module_state, self._aug(b, x, k_a), y, k_d, b.num_classes,
+            b.class_weight)[0], b.class_weight)
 
-    grads, r1 = jax.grad(objective, has_aux=True)(state_d.params)
+      total, penalties = 0.0, {}
+      if self.r1_weight > 0:
+        penalties["r1"] = losses_lib.r1_penalty(
+            lambda x: d_fn(x, b.labels, k_aug, k_drop), b.real)
+        total = total + 0.5 * self.r1_weight * penalties["r1"]
+      if self.r2_weight > 0:
+        penalties["r2"] = losses_lib.r2_penalty(lambda x: d_fn(
+            x, y_fake, jax.random.fold_in(k_aug, 1), jax.random.fold_in(k_drop, 1)), fake)
+        total = total + 0.5 * self.r2_weight * penalties["r2"]
+      return self._pmean(self.r1_every * total), penalties
+
+    grads, penalties = jax.grad(objective, has_aux=True)(state_d.params)
     state_d = state_d.apply_gradients(self._pmean(grads))
-    return state_d.with_step_state(r1=self._pmean(r1))
+    return state_d.with_step_state(**self._pmean(penalties))
 
   def _adapt(self, state_d: NetState, signs, step, batch_size) -> NetState:
     """ADA: accumulate r_t; every ``interval`` steps move ``p`` toward the target."""
@@ -630,7 +673,8 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
                     augment: str | augment_lib.Augmentation | None = None,
                     r1_every: int = 1, style_mixing: float = 0.0, pl_weight: float = 0.0,
                     pl_every: int = 4, pl_decay: float = 0.01, pl_batch_shrink: int = 2,
-                    transition: tuple[int, int] | None = None) -> TrainStep:
+                    transition: tuple[int, int] | None = None,
+                    r2_weight: float = 0.0) -> TrainStep:
   """Builds the pure GAN training step for a generator/discriminator pair.
 
   Conditional pairs (states from ``create_states(..., num_classes=C)``): D trains on the
@@ -656,6 +700,9 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
       latent vectors and the same real batch.
     gp_weight: weight of the WGAN-GP gradient penalty (Gulrajani et al. use 10); 0: off.
     r1_weight: gamma of the R1 penalty, added as ``gamma / 2 * R1``; 0: off.
+    r2_weight: gamma of the R2 penalty (R1 on the fakes, under their labels and through
+      their augmentation), added as ``gamma / 2 * R2``; 0: off. R3GAN trains with R1 and
+      R2 of the same gamma and the ``relativistic`` loss. ``r1_every`` applies to both.
     r1_every: 1 adds R1 to every D update's loss; ``k > 1`` is StyleGAN2's lazy
       regularisation: every ``k``-th step (generator steps 0, k, 2k, ...) ends with an
       extra D update on ``k * gamma / 2 * R1`` alone (give D's Adam the reference's
@@ -696,7 +743,7 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
     ``train_step(state_g, state_d, batch, key) -> (state_g, state_d, metrics)``, where
     ``batch = {"image": float32 [B, ...] in [-1, 1], ...}`` and ``metrics`` holds scalar
     ``d_loss``, ``g_loss``, ``real_logits`` and ``fake_logits`` (means),
-    ``d_grad_norm``, ``g_grad_norm``, and ``gp`` / ``r1`` (unweighted) when enabled;
+    ``d_grad_norm``, ``g_grad_norm``, and ``gp`` / ``r1`` / ``r2`` (unweighted) when enabled;
     conditional pairs add ``labels_out_of_range`` (the fraction of the real batch's labels
     outside the classes: it must stay 0) and, with an auxiliary classifier, ``d_ac_loss``
     and ``g_ac_loss``; ADA adds ``ada_p`` (the probability this step used); lazy R1
@@ -710,7 +757,7 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
     step's schedule fixed, and compile one per pattern: the same result without the
     conditional (the experiments' loop does).
   """
-  check_options(n_critic, gp_weight, r1_weight, clip, ema_decay, r1_every)
+  check_options(n_critic, gp_weight, r1_weight, clip, ema_decay, r1_every, r2_weight)
   if fake_labels not in FAKE_LABELS:
     raise ConfigError(f"fake_labels must be one of {FAKE_LABELS}, got {fake_labels!r}.")
   if not isinstance(ac_weight, int | float) or ac_weight < 0:
@@ -725,7 +772,8 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
                      augment=augment_lib.parse(augment), r1_every=r1_every,
                      style_mixing=float(style_mixing), pl_weight=float(pl_weight),
                      pl_every=pl_every, pl_decay=float(pl_decay),
-                     pl_batch_shrink=pl_batch_shrink, transition=transition)
+                     pl_batch_shrink=pl_batch_shrink, transition=transition,
+                     r2_weight=float(r2_weight))
 
 
 def _generate(G, state_g, key, num, use_ema, offset, labels, truncation_psi=1.0):

@@ -56,7 +56,8 @@ STREAMS = {"data_order": "batches came in another order",
 
 # Settings that may change on resume (a notice lists them): the run goes on, but it is no
 # longer the run an uninterrupted job would have made.
-MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "clip", "ema_decay", "lr_g", "lr_d",
+MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "r2_weight", "clip", "ema_decay",
+              "lr_g", "lr_d",
               "b1", "b2", "batch_size", "compute_dtype", "fake_labels", "ac_weight", "lr_schedule",
               "weight_init", "augment", "ada_target", "ada_kimg", "r1_every", "style_mixing",
               "pl_weight", "pl_every", "lazy_g_every", "eval_metrics", "data_workers")
@@ -119,6 +120,7 @@ def default_config() -> ml_collections.ConfigDict:
   c.gp_weight = 0.0  # WGAN-GP weight (0: off)
   c.r1_weight = 0.0  # R1 gamma (0: off)
   c.r1_every = 1  # R1 every step (1), or lazily every k steps as its own D update (SG2: 16)
+  c.r2_weight = 0.0  # R2 gamma: R1 on the fakes (R3GAN: r1_weight = r2_weight; 0: off)
   c.clip = 0.0  # WGAN weight clipping bound (0: off)
   c.ema_decay = 0.999  # generator EMA (0: off)
   c.compute_dtype = "float32"  # float32 | bfloat16 (mixed precision: params stay float32)
@@ -300,7 +302,7 @@ def complete_config(config: ml_collections.ConfigDict | dict) -> ml_collections.
   losses_lib.get(out.loss)  # raises on an unknown loss, listing the known ones
   make_augment(out)  # raises on an unknown augmentation
   noise_step.check_options(out.n_critic, out.gp_weight, out.r1_weight, out.clip or None,
-                           out.ema_decay or None, out.r1_every)
+                           out.ema_decay or None, out.r1_every, out.r2_weight)
   return out
 
 

@@ -329,3 +329,69 @@ def test_generate_is_the_generator_on_its_latents_in_inference_mode():
   whole = jaxgan.generate(G, sg, jax.random.key(3), 6)
   parts = [jaxgan.generate(G, sg, jax.random.key(3), 3, offset=o) for o in (0, 3)]
   np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-6)
+
+
+class ConstG(nn.Module):
+  """A generator whose every sample is one learned image: its fakes are known without the
+  step's latents, so a hand-written step can be compared with the library's."""
+
+  @nn.compact
+  def __call__(self, z, train=True):
+    image = self.param("image", nn.initializers.normal(1.0), (4, 4, 1))
+    return jnp.broadcast_to(image, (z.shape[0], 4, 4, 1))
+
+
+def test_relativistic_step_with_r1_and_r2_equals_a_step_written_by_hand():
+  G, D = ConstG(), models.MLPDiscriminator(hidden=(16,))
+  sg, sd = make(G, D, lr=1e-2)
+  batch = batch_of((4, 4, 1))
+  real, gamma, tx = batch["image"], 0.5, optax.adam(1e-2)
+  step = jax.jit(jaxgan.make_train_step(G, D, "relativistic", r1_weight=gamma,
+                                        r2_weight=gamma, ema_decay=None))
+  with jax.default_matmul_precision("highest"):
+    sg1, sd1, m = step(sg, sd, batch, jax.random.key(3))
+
+    def d(p, x):
+      return D.apply({"params": p}, x, train=True).reshape(-1)
+
+    def penalty(p, x):  # ||grad_x D(x)||^2 per example, mean
+      return jnp.mean(jnp.sum(jax.grad(lambda v: d(p, v).sum())(x) ** 2, axis=(1, 2, 3)))
+
+    fake = jnp.broadcast_to(sg.params["image"], real.shape)
+
+    def d_loss(p):  # R3GAN's Trainer: softplus(-(D(real) - D(fake))) + gamma/2 (R1 + R2)
+      return (jnp.mean(jax.nn.softplus(-(d(p, real) - d(p, fake))))
+              + gamma / 2 * (penalty(p, real) + penalty(p, fake)))
+
+    updates, _ = tx.update(jax.grad(d_loss)(sd.params), tx.init(sd.params), sd.params)
+    want_d = optax.apply_updates(sd.params, updates)
+
+    def g_loss(q):  # softplus(-(D(fake) - D(real))) against the updated D
+      fake = jnp.broadcast_to(q["image"], real.shape)
+      return jnp.mean(jax.nn.softplus(-(d(want_d, fake) - d(want_d, real))))
+
+    updates, _ = tx.update(jax.grad(g_loss)(sg.params), tx.init(sg.params), sg.params)
+    want_g = optax.apply_updates(sg.params, updates)
+    chex.assert_trees_all_close(sd1.params, want_d, rtol=1e-5, atol=1e-7)
+    chex.assert_trees_all_close(sg1.params, want_g, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(m["r1"], penalty(sd.params, real), rtol=1e-5)
+    np.testing.assert_allclose(m["r2"], penalty(sd.params, fake), rtol=1e-5)
+    np.testing.assert_allclose(m["g_loss"], g_loss(sg.params), rtol=1e-5)
+
+    # Lazily (every 2 steps, at step 0): a D update on the loss alone, then one on
+    # 2 * gamma / 2 * (R1 + R2) of the updated D, as StyleGAN2's lazy R1.
+    lazy = jaxgan.make_train_step(G, D, "relativistic", r1_weight=gamma, r2_weight=gamma,
+                                  r1_every=2, ema_decay=None)
+    sg0, sd0 = lazy.prepare_states(sg, sd)
+    _, sd2, m2 = jax.jit(lazy)(sg0, sd0, batch, jax.random.key(3))
+    plain = lambda p: jnp.mean(jax.nn.softplus(-(d(p, real) - d(p, fake))))  # noqa: E731
+    state = tx.init(sd.params)
+    updates, state = tx.update(jax.grad(plain)(sd.params), state, sd.params)
+    p1 = optax.apply_updates(sd.params, updates)
+    lazy_loss = lambda p: gamma * (penalty(p, real) + penalty(p, fake))  # noqa: E731
+    updates, _ = tx.update(jax.grad(lazy_loss)(p1), state, p1)
+    chex.assert_trees_all_close(sd2.params, optax.apply_updates(p1, updates), rtol=1e-5,
+                                atol=1e-7)
+    np.testing.assert_allclose(m2["r2"], penalty(p1, fake), rtol=1e-5)
+  with pytest.raises(ValueError, match="r2_weight must be a number >= 0"):
+    jaxgan.make_train_step(G, D, r2_weight=-1.0)

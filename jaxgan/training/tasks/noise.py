@@ -41,7 +41,8 @@ def make_step(config, G, D, axis_name: str | None = parallel.AXIS):
   """The train step the config describes (its ``prepare_states`` adds the state it keeps)."""
   return make_train_step(
       G, D, config.loss, n_critic=config.n_critic, gp_weight=config.gp_weight,
-      r1_weight=config.r1_weight, clip=config.clip or None, ema_decay=config.ema_decay or None,
+      r1_weight=config.r1_weight, r2_weight=config.r2_weight, clip=config.clip or None,
+      ema_decay=config.ema_decay or None,
       axis_name=axis_name, fake_labels=config.fake_labels, ac_weight=config.ac_weight,
       augment=make_augment(config), r1_every=config.r1_every,
       style_mixing=config.style_mixing, pl_weight=config.pl_weight, pl_every=config.pl_every,
@@ -106,7 +107,7 @@ def make_optimizers(config: ml_collections.ConfigDict):
     steps = max(1, config.steps)
     lr_g = optax.linear_schedule(config.lr_g, 0.0, steps)
     lr_d = optax.linear_schedule(config.lr_d, 0.0, steps * config.n_critic)
-  every_d = config.r1_every if config.r1_weight > 0 else 1
+  every_d = config.r1_every if config.r1_weight > 0 or config.r2_weight > 0 else 1
   every_g = config.lazy_g_every or (config.pl_every if config.pl_weight > 0 else 1)
   return (optim.lazy_adam(lr_g, config.b1, config.b2, every_g, eps=1e-8),
           optim.lazy_adam(lr_d, config.b1, config.b2, every_d, eps=1e-8))
