@@ -10,6 +10,7 @@ a class-conditional pair takes int32 class ids ``y [B]`` too: ``G(z, y, train=..
 from jaxgan.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from jaxgan.models.layers import UPSAMPLE_METHODS, ExampleDropout, UpConv
 from jaxgan.models.mlp import MLPDiscriminator, MLPGenerator
+from jaxgan.models.r3gan import R3GANDiscriminator, R3GANGenerator, r3gan_cifar10, r3gan_ffhq64
 from jaxgan.models.resnet import (
     ConditionalBatchNorm,
     ResNetDiscriminator,
@@ -34,7 +35,9 @@ from jaxgan.models.translation import (
 __all__ = [
     "ConditionalBatchNorm", "DCGANDiscriminator", "DCGANGenerator", "ExampleDropout",
     "InstanceNorm", "MLPDiscriminator", "MLPGenerator", "PatchDiscriminator",
+    "R3GANDiscriminator", "R3GANGenerator",
     "ResNetDiscriminator", "ResNetGenerator", "ResNetTranslator", "SelfAttention",
     "StyleGAN2Discriminator", "StyleGAN2Generator", "UNetTranslator", "UPSAMPLE_METHODS",
-    "UpConv", "biggan32", "sngan32", "stylegan2_cifar", "stylegan2_small",
+    "UpConv", "biggan32", "r3gan_cifar10", "r3gan_ffhq64", "sngan32", "stylegan2_cifar",
+    "stylegan2_small",
 ]

@@ -34,6 +34,7 @@ import optax
 from jaxgan import augment as augment_lib
 from jaxgan import cpu
 from jaxgan import losses as losses_lib
+from jaxgan import schedules as schedules_lib
 from jaxgan.errors import ConfigError, InputTypeError, positive_int
 from jaxgan.models import layers
 from jaxgan.rng import example_normal, example_randint, example_uniform
@@ -194,6 +195,8 @@ class _Batch(NamedTuple):
   offset: Any  # the global index of this device's first example
   p: jax.Array | None  # ADA's augmentation probability at this step
   class_weight: jax.Array | None  # a transitional pair's class weight at this step, else None
+  penalty_scale: Any = 1.0  # the R1/R2 gamma's schedule at this step (1: constant)
+  images: Any = 0  # images seen before this step (the schedules' clock)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -224,6 +227,7 @@ class TrainStep:
   lazy: tuple[bool, bool] | None = None  # fixed by ``at(step)``; None: decided in the step
   transition: tuple[int, int] | None = None
   r2_weight: float = 0.0
+  schedules: schedules_lib.StepSchedules | None = None
 
   # -- helpers, all pure ------------------------------------------------------------
 
@@ -402,11 +406,17 @@ class TrainStep:
       raise ConfigError("transition fades a conditional pair's class in, but the states are "
                         "unconditional: create them with num_classes=C, or leave transition "
                         "unset.")
+    devices = 1 if self.axis_name is None else jax.lax.psum(1, self.axis_name)
+    images = state_g.step.astype(jnp.float32) * (real.shape[0] * devices)
+    sched = self.schedules or schedules_lib.StepSchedules()
+    p = state_d.step_state["ada_p"] if self._ada else None
+    if sched.augment_p is not None:
+      p = jnp.asarray(sched.augment_p(images), jnp.float32)
     b = _Batch(real, real_labels, real.shape[0], state_g.input_shape[0], state_g.num_classes,
-               device_offset(self.axis_name, real.shape[0]),
-               state_d.step_state["ada_p"] if self._ada else None,
+               device_offset(self.axis_name, real.shape[0]), p,
                None if self.transition is None
-               else transition_weight(self.transition, state_g.step))
+               else transition_weight(self.transition, state_g.step),
+               1.0 if sched.penalty_scale is None else sched.penalty_scale(images), images)
 
     if self.n_critic == 1:
       state_d, d_metrics = self._critic_update(b, state_g, k_critic, state_d, 0)
@@ -428,7 +438,8 @@ class TrainStep:
       state_g = self._lazily(pl, state_g, self.pl_every, old_step, 1)
       g_metrics["pl_penalty"] = state_g.step_state["pl_penalty"]
       g_metrics["pl_mean"] = state_g.step_state["pl_mean"]
-    state_g = state_g.replace(ema_params=self._ema(state_g.ema_params, state_g.params, old_step))
+    state_g = state_g.replace(ema_params=self._ema(state_g.ema_params, state_g.params, old_step,
+                                                   b.images, b.size * devices))
 
     metrics = {**d_metrics, **g_metrics}
     if self._ada:
@@ -510,7 +521,7 @@ class TrainStep:
       metrics["gp"] = gp
     if self.r1_weight > 0 and not self.lazy_r1:
       r1 = losses_lib.r1_penalty(d_fn, b.real)
-      total = total + 0.5 * self.r1_weight * r1
+      total = total + 0.5 * self.r1_weight * b.penalty_scale * r1
       metrics["r1"] = r1
     if self.r2_weight > 0 and not self.lazy_r1:
       # R2: the same penalty on the fakes, under their labels and through their
@@ -519,7 +530,7 @@ class TrainStep:
           params, ms, self._aug(b, x, k_fake), y_fake, jax.random.fold_in(k_drop, 3),
           b.num_classes, b.class_weight)[0], b.class_weight)
       r2 = losses_lib.r2_penalty(fake_fn, fake)
-      total = total + 0.5 * self.r2_weight * r2
+      total = total + 0.5 * self.r2_weight * b.penalty_scale * r2
       metrics["r2"] = r2
     return self._pmean(total), (ms, metrics)
 
@@ -632,7 +643,7 @@ class TrainStep:
         penalties["r2"] = losses_lib.r2_penalty(lambda x: d_fn(
             x, y_fake, jax.random.fold_in(k_aug, 1), jax.random.fold_in(k_drop, 1)), fake)
         total = total + 0.5 * self.r2_weight * penalties["r2"]
-      return self._pmean(self.r1_every * total), penalties
+      return self._pmean(self.r1_every * b.penalty_scale * total), penalties
 
     grads, penalties = jax.grad(objective, has_aux=True)(state_d.params)
     state_d = state_d.apply_gradients(self._pmean(grads))
@@ -654,7 +665,11 @@ class TrainStep:
     return state_d.with_step_state(ada_p=p, ada_signs=jnp.where(now, 0.0, total),
                                    ada_count=jnp.where(now, 0, count))
 
-  def _ema(self, ema, params, step):
+  def _ema(self, ema, params, step, images, batch_images):
+    if self.schedules is not None and self.schedules.ema_half_life is not None:
+      # R3GAN: a half-life in images that grows from 0 (the average is the parameters).
+      decay = schedules_lib.ema_decay(self.schedules.ema_half_life(images), batch_images)
+      return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
     if not self.ema_decay:
       return params
     # Warm-up as in tf.train.ExponentialMovingAverage(num_updates=step): early on the
@@ -674,7 +689,8 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
                     r1_every: int = 1, style_mixing: float = 0.0, pl_weight: float = 0.0,
                     pl_every: int = 4, pl_decay: float = 0.01, pl_batch_shrink: int = 2,
                     transition: tuple[int, int] | None = None,
-                    r2_weight: float = 0.0) -> TrainStep:
+                    r2_weight: float = 0.0,
+                    schedules: schedules_lib.StepSchedules | None = None) -> TrainStep:
   """Builds the pure GAN training step for a generator/discriminator pair.
 
   Conditional pairs (states from ``create_states(..., num_classes=C)``): D trains on the
@@ -737,6 +753,10 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
       stays (R1, ADA and the logit metrics see that output). The pair learns the data's
       shared shapes before the class can pull each class's samples onto one image.
       None: conditional from the start.
+    schedules: ``jaxgan.schedules.StepSchedules``: settings that follow the images seen
+      (``state_g.step`` times the global batch), R3GAN's: a scale of the R1/R2 gammas, the
+      G average's half-life in images (replacing ``ema_decay``), a fixed-``p`` ADA's
+      probability. Functions of the step counter only: a resumed run continues them.
 
   Returns:
     The step, a frozen and callable ``TrainStep`` whose fields are these settings:
@@ -764,6 +784,14 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
     raise ConfigError(f"ac_weight must be a number >= 0, got {ac_weight!r}.")
   _check_style_options(G, style_mixing, pl_weight, pl_every, pl_decay, pl_batch_shrink)
   transition = _check_transition(G, D, transition)
+  if schedules is not None and not isinstance(schedules, schedules_lib.StepSchedules):
+    raise InputTypeError(f"schedules must be a jaxgan.schedules.StepSchedules, got "
+                         f"{type(schedules).__name__}.")
+  aug = augment_lib.parse(augment)
+  if schedules is not None and schedules.augment_p is not None and not (
+      isinstance(aug, augment_lib.ADA) and aug.target is None):
+    raise ConfigError("A schedule of the augmentation probability drives a fixed-p ADA: "
+                      "set augment='ada:0' (its p is then the schedule's).")
   return TrainStep(G=G, D=D, loss=losses_lib.get(loss), n_critic=n_critic,
                      gp_weight=float(gp_weight), r1_weight=float(r1_weight),
                      clip=None if clip is None else float(clip),
@@ -773,7 +801,7 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
                      style_mixing=float(style_mixing), pl_weight=float(pl_weight),
                      pl_every=pl_every, pl_decay=float(pl_decay),
                      pl_batch_shrink=pl_batch_shrink, transition=transition,
-                     r2_weight=float(r2_weight))
+                     r2_weight=float(r2_weight), schedules=schedules)
 
 
 def _generate(G, state_g, key, num, use_ema, offset, labels, truncation_psi=1.0):

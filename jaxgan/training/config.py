@@ -32,7 +32,7 @@ from jaxgan.steps import noise as noise_step
 from jaxgan.steps import pix2pix as pix2pix_step
 from jaxgan.training.logs import notice
 
-MODELS = ("mlp", "dcgan", "resnet", "stylegan2")
+MODELS = ("mlp", "dcgan", "resnet", "stylegan2", "r3gan")
 LR_SCHEDULES = ("constant", "linear")
 PARALLEL = ("pmap", "shard_map")
 COMPUTE_DTYPES = ("float32", "bfloat16")
@@ -45,7 +45,8 @@ MUST_MATCH = ("model", "width", "latent_dim", "spectral_norm", "dataset", "seed"
               "conditioning", "attention", "shared_embedding", "g_channels", "d_channels",
               "w_dim", "mapping_layers", "channel_base", "channel_max", "mbstd_group_size",
               "d_architecture", "data_fraction", "transition_start", "transition_end",
-              "resolution", "class_folders", "skip_bad_images")
+              "resolution", "class_folders", "skip_bad_images", "stage_blocks",
+              "group_channels")
 
 
 # The random streams a checkpoint records (jaxgan.data.ORDER, jaxgan.rng.SCHEME): a run
@@ -60,7 +61,9 @@ MAY_CHANGE = ("loss", "n_critic", "gp_weight", "r1_weight", "r2_weight", "clip",
               "lr_g", "lr_d",
               "b1", "b2", "batch_size", "compute_dtype", "fake_labels", "ac_weight", "lr_schedule",
               "weight_init", "augment", "ada_target", "ada_kimg", "r1_every", "style_mixing",
-              "pl_weight", "pl_every", "lazy_g_every", "eval_metrics", "data_workers")
+              "pl_weight", "pl_every", "lazy_g_every", "eval_metrics", "data_workers",
+              "schedule_kimg", "lr_final", "b2_final", "gamma_final", "ema_kimg",
+              "augment_p_final")
 EVAL_METRICS = ("classifier", *inception_lib.METRICS)
 
 
@@ -78,7 +81,7 @@ def default_config() -> ml_collections.ConfigDict:
   # Processes reading and decoding batches (Grain); 0: a thread of the training process;
   # -1: 0 for data in memory or on up to 4 cores, else a quarter of the cores (at most 8).
   c.data_workers = -1
-  c.model = "dcgan"  # mlp | dcgan | resnet | stylegan2
+  c.model = "dcgan"  # mlp | dcgan | resnet | stylegan2 | r3gan
   c.width = 1.0  # channel multiplier (DCGAN: of the TF tutorial's; ResNet: G 256, D 128)
   c.latent_dim = 100
   c.spectral_norm = False  # in the discriminator (the ResNet D has it whatever this says)
@@ -92,10 +95,13 @@ def default_config() -> ml_collections.ConfigDict:
   c.weight_init = "glorot"  # ResNet: glorot (SNGAN) | orthogonal (BigGAN)
   c.g_channels = 0  # ResNet G's channels (0: 256 * width)
   c.d_channels = 0  # ResNet D's channels (0: 128 * width)
-  # StyleGAN2 (model=stylegan2): channels min(channel_base // res, channel_max); 0: the
-  # small CPU preset's 1024 * width and 128 * width (the reference's cifar: 32768, 512).
+  # StyleGAN2 and R3GAN: channels min(channel_base // res, channel_max); 0: StyleGAN2's
+  # small CPU preset's 1024 * width and 128 * width (the reference's cifar: 32768, 512),
+  # R3GAN's 24576 * width and 768 * width (the reference's CIFAR-10 and FFHQ-64 widths).
   c.channel_base = 0
   c.channel_max = 0
+  c.stage_blocks = 2  # R3GAN: residual blocks per resolution
+  c.group_channels = 16  # R3GAN: channels per group of a block's grouped 3x3 convolution
   c.w_dim = 64  # StyleGAN2's w (the reference: 512); z is latent_dim
   c.mapping_layers = 2  # StyleGAN2 mapping network depth (paper 8, the reference's cifar 2)
   c.mbstd_group_size = 4  # StyleGAN2 D's minibatch-stddev group (cifar: 32)
@@ -131,6 +137,16 @@ def default_config() -> ml_collections.ConfigDict:
   c.b1 = 0.5
   c.b2 = 0.999
   c.lr_schedule = "constant"  # constant | linear (decayed to 0 at the last step)
+  # R3GAN's cosine schedules (0: off): over schedule_kimg thousand images seen, lr_g and
+  # lr_d go to lr_final, b2 to b2_final, r1_weight and r2_weight to gamma_final, the G
+  # average's half-life from 0 to ema_kimg thousand images (instead of ema_decay; 0: keep
+  # ema_decay) and a fixed-p ADA's p (augment=ada:p) to augment_p_final.
+  c.schedule_kimg = 0.0
+  c.lr_final = 5e-5
+  c.b2_final = 0.99
+  c.gamma_final = 0.0
+  c.ema_kimg = 0.0
+  c.augment_p_final = 0.0
   c.batch_size = 256  # global, over all devices
   c.steps = 20_000  # generator updates in all (resuming continues up to this)
   c.variant = ""  # which variant of an experiment's config this is (cpu | full), if any
@@ -382,9 +398,21 @@ def _noise_checks(out) -> list[tuple[bool, str]]:
        "with complete_translation_config (or run experiments/pix2pix.py, "
        "experiments/cyclegan.py)"),
       (out.model in MODELS, f"model must be one of {MODELS}, got {out.model!r}"),
-      (not out.conditional or out.model in ("resnet", "dcgan", "stylegan2"),
-       "conditional=True needs model=resnet, dcgan or stylegan2 (a conditional G, a "
+      (not out.conditional or out.model in ("resnet", "dcgan", "stylegan2", "r3gan"),
+       "conditional=True needs model=resnet, dcgan, stylegan2 or r3gan (a conditional G, a "
        "projection D)"),
+      (out.schedule_kimg >= 0 and min(out.lr_final, out.gamma_final, out.ema_kimg) >= 0
+       and 0 <= out.b2_final < 1 and 0 <= out.augment_p_final <= 1,
+       "schedule_kimg, lr_final, gamma_final and ema_kimg must be >= 0, b2_final in [0, 1) "
+       "and augment_p_final in [0, 1]"),
+      (not out.schedule_kimg or (out.lr_schedule == "constant" and out.r1_every == 1),
+       f"schedule_kimg (R3GAN's cosine schedules) sets the learning rate's course itself and "
+       f"counts images by the optimizers' updates: it needs lr_schedule=constant and "
+       f"r1_every=1, got {out.lr_schedule!r} and {out.r1_every}"),
+      (not out.schedule_kimg or not out.gamma_final or out.r1_weight or out.r2_weight,
+       "gamma_final is where r1_weight and r2_weight end: set one of them (its start)"),
+      (out.stage_blocks >= 0 and out.group_channels >= 1, f"stage_blocks must be >= 0 and "
+       f"group_channels >= 1, got {out.stage_blocks} and {out.group_channels}"),
       (not out.conditional or out.model == "resnet" or out.conditioning == "projection",
        "conditioning=ac needs model=resnet"),
       (out.conditioning in models.resnet.CONDITIONINGS, f"conditioning must be one of "

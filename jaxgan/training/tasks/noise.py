@@ -15,7 +15,9 @@ import ml_collections
 import numpy as np
 import optax
 
+from jaxgan import augment as augment_lib
 from jaxgan import models, optim, parallel, rng
+from jaxgan import schedules as schedules_lib
 from jaxgan.data import order as order_lib
 from jaxgan.data import pipeline, sources
 from jaxgan.errors import ConfigError
@@ -46,7 +48,26 @@ def make_step(config, G, D, axis_name: str | None = parallel.AXIS):
       axis_name=axis_name, fake_labels=config.fake_labels, ac_weight=config.ac_weight,
       augment=make_augment(config), r1_every=config.r1_every,
       style_mixing=config.style_mixing, pl_weight=config.pl_weight, pl_every=config.pl_every,
-      transition=_transition(config))
+      transition=_transition(config), schedules=step_schedules(config))
+
+
+def step_schedules(config) -> schedules_lib.StepSchedules | None:
+  """R3GAN's cosine schedules over ``schedule_kimg`` thousand images that the step reads:
+  the gammas from ``r1_weight``/``r2_weight`` to ``gamma_final``, the G average's
+  half-life from 0 to ``ema_kimg``, a fixed-p ADA's p to ``augment_p_final``."""
+  if not config.schedule_kimg:
+    return None
+  total = config.schedule_kimg * 1000
+  gamma = config.r1_weight or config.r2_weight
+  aug = make_augment(config)
+  fixed_p = isinstance(aug, augment_lib.ADA) and aug.target is None
+  return schedules_lib.StepSchedules(
+      penalty_scale=schedules_lib.Cosine(1.0, config.gamma_final / gamma, total)
+      if gamma else None,
+      ema_half_life=schedules_lib.Cosine(0.0, config.ema_kimg * 1000, total)
+      if config.ema_kimg else None,
+      augment_p=schedules_lib.Cosine(aug.p, config.augment_p_final, total) if fixed_p
+      else None)
 
 
 def _transition(config) -> tuple[int, int] | None:
@@ -74,6 +95,8 @@ def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int],
                                           num_classes=num_classes,
                                           mapping_layers=config.mapping_layers,
                                           unconditional_head=_transition(config) is not None))
+  if config.model == "r3gan":
+    return r3gan_pair(config, image_shape, num_classes)
   if config.model == "resnet":
     attention = (config.attention,) if config.attention else ()
     common = {"num_classes": num_classes, "attention": attention,
@@ -93,6 +116,25 @@ def make_models(config: ml_collections.ConfigDict, image_shape: Sequence[int],
                                     dtype=dtype, num_classes=num_classes))
 
 
+def r3gan_pair(config: ml_collections.ConfigDict, image_shape: Sequence[int],
+               num_classes: int = 0):
+  """R3GAN's pair for images of ``image_shape``: a stage per resolution from 4x4 to the
+  image's (the next power of two), ``min(channel_base // res, channel_max)`` channels
+  (rounded to a multiple of 8), ``group_channels`` per group, ``stage_blocks`` blocks
+  each; the 32x32 pair of width 1 is the reference's CIFAR-10 preset, the 64x64 one its
+  FFHQ-64. With ``compute_dtype=bfloat16`` every stage above 4x4 runs in bfloat16 (the
+  reference: 3 of CIFAR-10's 4, 4 of FFHQ-64's 5)."""
+  side = models.stylegan2.resolution_of(image_shape)
+  base = config.channel_base or round(24576 * config.width)
+  cmax = config.channel_max or round(768 * config.width)
+  widths = [max(8, round(min(base // (4 << i), cmax) / 8) * 8)
+            for i in range(side.bit_length() - 2)]
+  groups = [max(1, 2 * w // config.group_channels) for w in widths]
+  low = len(widths) - 1 if config.compute_dtype == "bfloat16" else 0
+  return models.r3gan.r3gan(image_shape, widths, groups, [config.stage_blocks] * len(widths),
+                            num_classes, low_precision_stages=low)
+
+
 def make_optimizers(config: ml_collections.ConfigDict):
   """Adam for each network, with its own learning rate (TTUR when they differ).
 
@@ -109,6 +151,14 @@ def make_optimizers(config: ml_collections.ConfigDict):
     lr_d = optax.linear_schedule(config.lr_d, 0.0, steps * config.n_critic)
   every_d = config.r1_every if config.r1_weight > 0 or config.r2_weight > 0 else 1
   every_g = config.lazy_g_every or (config.pl_every if config.pl_weight > 0 else 1)
+  if config.schedule_kimg:
+    # R3GAN: the rate and beta2 of both networks along the cosine of the images seen
+    # (the optimizer's count times the images per update, D's n_critic per G step).
+    total = config.schedule_kimg * 1000
+    b2 = schedules_lib.Cosine(config.b2, config.b2_final, total)
+    return tuple(schedules_lib.cosine_adam(schedules_lib.Cosine(lr, config.lr_final, total),
+                                           config.b1, b2, config.batch_size / per_step)
+                 for lr, per_step in ((config.lr_g, 1), (config.lr_d, config.n_critic)))
   return (optim.lazy_adam(lr_g, config.b1, config.b2, every_g, eps=1e-8),
           optim.lazy_adam(lr_d, config.b1, config.b2, every_d, eps=1e-8))
 
