@@ -32,9 +32,8 @@ import numpy as np
 import optax
 
 from jaxgan import augment as augment_lib
-from jaxgan import cpu
+from jaxgan import cpu, optim
 from jaxgan import losses as losses_lib
-from jaxgan import schedules as schedules_lib
 from jaxgan.errors import ConfigError, InputTypeError, positive_int
 from jaxgan.models import layers
 from jaxgan.rng import example_normal, example_randint, example_uniform
@@ -227,7 +226,7 @@ class TrainStep:
   lazy: tuple[bool, bool] | None = None  # fixed by ``at(step)``; None: decided in the step
   transition: tuple[int, int] | None = None
   r2_weight: float = 0.0
-  schedules: schedules_lib.StepSchedules | None = None
+  schedules: optim.StepSchedules | None = None
 
   # -- helpers, all pure ------------------------------------------------------------
 
@@ -408,7 +407,7 @@ class TrainStep:
                         "unset.")
     devices = 1 if self.axis_name is None else jax.lax.psum(1, self.axis_name)
     images = state_g.step.astype(jnp.float32) * (real.shape[0] * devices)
-    sched = self.schedules or schedules_lib.StepSchedules()
+    sched = self.schedules or optim.StepSchedules()
     p = state_d.step_state["ada_p"] if self._ada else None
     if sched.augment_p is not None:
       p = jnp.asarray(sched.augment_p(images), jnp.float32)
@@ -668,7 +667,7 @@ class TrainStep:
   def _ema(self, ema, params, step, images, batch_images):
     if self.schedules is not None and self.schedules.ema_half_life is not None:
       # R3GAN: a half-life in images that grows from 0 (the average is the parameters).
-      decay = schedules_lib.ema_decay(self.schedules.ema_half_life(images), batch_images)
+      decay = optim.ema_decay(self.schedules.ema_half_life(images), batch_images)
       return jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p, ema, params)
     if not self.ema_decay:
       return params
@@ -690,7 +689,7 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
                     pl_every: int = 4, pl_decay: float = 0.01, pl_batch_shrink: int = 2,
                     transition: tuple[int, int] | None = None,
                     r2_weight: float = 0.0,
-                    schedules: schedules_lib.StepSchedules | None = None) -> TrainStep:
+                    schedules: optim.StepSchedules | None = None) -> TrainStep:
   """Builds the pure GAN training step for a generator/discriminator pair.
 
   Conditional pairs (states from ``create_states(..., num_classes=C)``): D trains on the
@@ -753,7 +752,7 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
       stays (R1, ADA and the logit metrics see that output). The pair learns the data's
       shared shapes before the class can pull each class's samples onto one image.
       None: conditional from the start.
-    schedules: ``jaxgan.schedules.StepSchedules``: settings that follow the images seen
+    schedules: ``jaxgan.optim.StepSchedules``: settings that follow the images seen
       (``state_g.step`` times the global batch), R3GAN's: a scale of the R1/R2 gammas, the
       G average's half-life in images (replacing ``ema_decay``), a fixed-``p`` ADA's
       probability. Functions of the step counter only: a resumed run continues them.
@@ -784,8 +783,8 @@ def make_train_step(G: nn.Module, D: nn.Module, loss: str | losses_lib.Loss = "n
     raise ConfigError(f"ac_weight must be a number >= 0, got {ac_weight!r}.")
   _check_style_options(G, style_mixing, pl_weight, pl_every, pl_decay, pl_batch_shrink)
   transition = _check_transition(G, D, transition)
-  if schedules is not None and not isinstance(schedules, schedules_lib.StepSchedules):
-    raise InputTypeError(f"schedules must be a jaxgan.schedules.StepSchedules, got "
+  if schedules is not None and not isinstance(schedules, optim.StepSchedules):
+    raise InputTypeError(f"schedules must be a jaxgan.optim.StepSchedules, got "
                          f"{type(schedules).__name__}.")
   aug = augment_lib.parse(augment)
   if schedules is not None and schedules.augment_p is not None and not (

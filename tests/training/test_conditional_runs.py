@@ -79,7 +79,8 @@ def test_linear_schedule_decays_to_zero_over_the_run():
 
 
 def test_conditional_needs_labels_and_the_resnet(blobs, tmp_path):
-  with pytest.raises(ConfigError, match="conditional=True needs model=resnet, dcgan or stylegan2"):
+  with pytest.raises(ConfigError,
+                     match="conditional=True needs model=resnet, dcgan, stylegan2 or r3gan"):
     loop.train_and_evaluate(tiny(blobs, conditional=True), str(tmp_path))  # model=mlp
   with pytest.raises(ConfigError, match="fake_labels must be one of"):
     loop.train_and_evaluate(conditional(blobs, fake_labels="argmax"), str(tmp_path))

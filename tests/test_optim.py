@@ -11,26 +11,26 @@ import optax
 import pytest
 
 import jaxgan
-from jaxgan import models, schedules
+from jaxgan import models, optim
 
 
 def test_the_cosine_by_hand():
-  lr = schedules.Cosine(2e-4, 5e-5, 20e6)  # R3GAN's learning rate over 20M images
+  lr = optim.Cosine(2e-4, 5e-5, 20e6)  # R3GAN's learning rate over 20M images
   got = [float(lr(n)) for n in (0, 5e6, 10e6, 20e6, 30e6)]
   # base + (1 - (1 + cos(pi t)) / 2) (final - base): t = 1/4 moves (1 - cos(pi/4)) / 2.
   quarter = 2e-4 + (1 - math.cos(math.pi / 4)) / 2 * (5e-5 - 2e-4)
   np.testing.assert_allclose(got, [2e-4, quarter, 1.25e-4, 5e-5, 5e-5], rtol=1e-6)
   # Rising schedules too (beta2 0.9 -> 0.99, the EMA half-life 0 -> 5M images).
-  np.testing.assert_allclose(schedules.Cosine(0.9, 0.99, 10)(5), 0.945, rtol=1e-6)
-  np.testing.assert_allclose(schedules.ema_decay(0.0, 64), 0.0)
-  np.testing.assert_allclose(schedules.ema_decay(128, 64), 0.5 ** 0.5, rtol=1e-6)
+  np.testing.assert_allclose(optim.Cosine(0.9, 0.99, 10)(5), 0.945, rtol=1e-6)
+  np.testing.assert_allclose(optim.ema_decay(0.0, 64), 0.0)
+  np.testing.assert_allclose(optim.ema_decay(128, 64), 0.5 ** 0.5, rtol=1e-6)
   with pytest.raises(ValueError, match="positive length"):
-    schedules.Cosine(1, 0, 0)
+    optim.Cosine(1, 0, 0)
 
 
 def test_the_optimizer_follows_the_images_its_updates_saw():
-  lr, b2 = schedules.Cosine(1e-2, 1e-3, 1000), schedules.Cosine(0.9, 0.99, 1000)
-  tx = schedules.cosine_adam(lr, 0.0, b2, images_per_update=100)
+  lr, b2 = optim.Cosine(1e-2, 1e-3, 1000), optim.Cosine(0.9, 0.99, 1000)
+  tx = optim.cosine_adam(lr, 0.0, b2, images_per_update=100)
   params = {"w": jnp.ones(3)}
   state = tx.init(params)
   for count in range(12):  # update ``count`` (count updates before it) uses their images
@@ -55,11 +55,11 @@ def test_the_step_reads_the_gamma_and_the_ema_half_life_from_the_images_seen():
   G, D, sg, sd = mlp_pair()
   batch = {"image": jax.random.uniform(jax.random.key(1), (8, 4, 4, 1), minval=-1, maxval=1)}
   key = jax.random.key(2)
-  scale = schedules.Cosine(1.0, 0.1, 800)
-  half_life = schedules.Cosine(0.0, 400.0, 800)
+  scale = optim.Cosine(1.0, 0.1, 800)
+  half_life = optim.Cosine(0.0, 400.0, 800)
   step = jax.jit(jaxgan.make_train_step(
       G, D, "relativistic", r1_weight=2.0, r2_weight=2.0,
-      schedules=schedules.StepSchedules(penalty_scale=scale, ema_half_life=half_life)))
+      schedules=optim.StepSchedules(penalty_scale=scale, ema_half_life=half_life)))
   # At step 30, 240 images seen: the gammas are 2 * scale(240); the average's decay
   # 0.5 ** (8 / half_life(240)).
   sg30 = sg.replace(step=jnp.int32(30))
@@ -80,12 +80,12 @@ def test_the_step_reads_the_gamma_and_the_ema_half_life_from_the_images_seen():
 
 def test_an_augmentation_schedule_drives_a_fixed_p_ada_only():
   G, D, sg, sd = mlp_pair()
-  p = schedules.Cosine(0.0, 0.5, 80)
+  p = optim.Cosine(0.0, 0.5, 80)
   step = jaxgan.make_train_step(G, D, augment="ada:0", ema_decay=None,
-                                schedules=schedules.StepSchedules(augment_p=p))
+                                schedules=optim.StepSchedules(augment_p=p))
   sg, sd = step.prepare_states(sg, sd)
   batch = {"image": jnp.zeros((8, 4, 4, 1))}
   _, _, m = jax.jit(step)(sg.replace(step=jnp.int32(5)), sd, batch, jax.random.key(0))
   np.testing.assert_allclose(m["ada_p"], p(40), rtol=1e-6)  # 5 steps of 8 images
   with pytest.raises(ValueError, match="fixed-p ADA"):
-    jaxgan.make_train_step(G, D, augment="ada", schedules=schedules.StepSchedules(augment_p=p))
+    jaxgan.make_train_step(G, D, augment="ada", schedules=optim.StepSchedules(augment_p=p))
