@@ -397,6 +397,8 @@ def _noise_checks(out) -> list[tuple[bool, str]]:
       (out.family == "noise", f"family={out.family!r} is not noise-to-image: complete it "
        "with complete_translation_config (or run experiments/pix2pix.py, "
        "experiments/cyclegan.py)"),
+      (bool(str(out.dataset).strip()), "no dataset: set --config.dataset to a TFDS name, "
+       "or your images' folder, array file or pack (docs/data.md)"),
       (out.model in MODELS, f"model must be one of {MODELS}, got {out.model!r}"),
       (not out.conditional or out.model in ("resnet", "dcgan", "stylegan2", "r3gan"),
        "conditional=True needs model=resnet, dcgan, stylegan2 or r3gan (a conditional G, a "
@@ -498,7 +500,8 @@ def _say_variant(config) -> None:
     size = (f"G {config.g_channels or round(256 * config.width)}, D "
             f"{config.d_channels or round(128 * config.width)} channels"
             if config.model == "resnet" else "" if config.model == "mlp"
-            else f"width {config.width:g}")
+            else f"channels min({config.channel_base} / resolution, {config.channel_max})"
+            if config.channel_base and config.channel_max else f"width {config.width:g}")
     what += (f" of the {kind}{config.model}{f' ({size})' if size else ''}, {config.loss} loss"
              f"{f', {config.n_critic} D steps per G step' if config.n_critic > 1 else ''}, "
              f"Adam betas ({config.b1:g}, {config.b2:g})")

@@ -117,9 +117,9 @@ def test_low_precision_stages_run_in_bfloat16_and_keep_float32_parameters():
   vg = G.init(jax.random.key(1), z)
   assert {p.dtype for p in jax.tree.leaves(vg)} == {jnp.dtype(jnp.float32)}
 
-  def convs(jaxpr):  # the convolutions' input dtypes in order, inside nested calls too
+  def convs(jaxpr):  # the convolutions' and products' input dtypes in order, nested too
     for e in jaxpr.eqns:
-      if e.primitive.name == "conv_general_dilated":
+      if e.primitive.name in ("conv_general_dilated", "dot_general"):
         yield e.invars[0].aval.dtype.name
       for value in e.params.values():
         for sub in value if isinstance(value, tuple | list) else (value,):
@@ -130,10 +130,11 @@ def test_low_precision_stages_run_in_bfloat16_and_keep_float32_parameters():
   def conv_dtypes(fn, *args):
     return list(convs(jax.make_jaxpr(fn)(*args).jaxpr))
 
-  # G: 4 stages of one block (3 convolutions), a transition at 16x16 and the output; the
-  # two highest stages (16x16 and 32x32) and what follows them in bfloat16.
+  # G: the basis's linear map, 4 stages of one block (3 convolutions), a transition at
+  # 16x16 and the output; the two highest stages (16x16 and 32x32) and what follows them
+  # in bfloat16.
   g = conv_dtypes(lambda z: G.apply(vg, z), z)
-  assert g == ["float32"] * 6 + ["bfloat16"] * 8, g
+  assert g == ["float32"] * 7 + ["bfloat16"] * 8, g
   img = G.apply(vg, z)
   assert img.dtype == jnp.float32
   full = r3gan.R3GANGenerator((32, 32, 3), G.widths, G.groups, G.blocks).apply(vg, z)
@@ -141,7 +142,7 @@ def test_low_precision_stages_run_in_bfloat16_and_keep_float32_parameters():
   # D mirrors it: its input layer and its two highest stages in bfloat16.
   vd = D.init(jax.random.key(2), img)
   d = conv_dtypes(lambda x: D.apply(vd, x), img)
-  assert d[:8] == ["bfloat16"] * 8 and d[8:] == ["float32"] * 7, d
+  assert d[:8] == ["bfloat16"] * 8 and d[8:] == ["float32"] * 8, d  # then its linear head
 
 
 def test_bad_shapes_are_named_with_the_fix():
@@ -159,3 +160,24 @@ def test_bad_shapes_are_named_with_the_fix():
     small()[1].init(jax.random.key(0), jnp.zeros((2, 32, 28, 1)))
   with pytest.raises(ValueError, match="is conditional"):
     small(classes=3)[0].init(jax.random.key(0), z)
+
+
+@pytest.mark.parametrize("k,groups", [(1, 1), (3, 1), (3, 4), (1, 2)])
+def test_the_cpu_products_are_the_convolution_with_its_derivatives(k, groups):
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 8))
+  w = jax.random.normal(jax.random.key(1), (k, k, 8 // groups, 12))
+  lax = lambda w, x: jax.lax.conv_general_dilated(  # noqa: E731
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=groups, precision="highest")
+  ours = lambda w, x: r3gan.patch_conv(x, w, groups)  # noqa: E731
+  with jax.default_matmul_precision("highest"):
+    np.testing.assert_allclose(ours(w, x), lax(w, x), rtol=1e-5, atol=1e-5)
+    # First and second derivatives (R1 differentiates the input gradient by the weights).
+    grads = [jax.grad(lambda w, x, f=f: jnp.sum(jnp.tanh(f(w, x))), argnums=(0, 1))(w, x)
+             for f in (ours, lax)]
+    for a, b in zip(*grads, strict=True):
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    r1 = [jax.grad(lambda w, f=f: jnp.sum(jax.grad(
+        lambda x: jnp.sum(jnp.tanh(f(w, x))))(x) ** 2))(w) for f in (ours, lax)]
+    # Summed squares of derivatives: float32 rounding of two summation orders.
+    np.testing.assert_allclose(r1[0], r1[1], rtol=2e-3, atol=2e-3)

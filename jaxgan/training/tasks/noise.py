@@ -17,7 +17,6 @@ import optax
 
 from jaxgan import augment as augment_lib
 from jaxgan import models, optim, parallel, rng
-from jaxgan import schedules as schedules_lib
 from jaxgan.data import order as order_lib
 from jaxgan.data import pipeline, sources
 from jaxgan.errors import ConfigError
@@ -51,7 +50,7 @@ def make_step(config, G, D, axis_name: str | None = parallel.AXIS):
       transition=_transition(config), schedules=step_schedules(config))
 
 
-def step_schedules(config) -> schedules_lib.StepSchedules | None:
+def step_schedules(config) -> optim.StepSchedules | None:
   """R3GAN's cosine schedules over ``schedule_kimg`` thousand images that the step reads:
   the gammas from ``r1_weight``/``r2_weight`` to ``gamma_final``, the G average's
   half-life from 0 to ``ema_kimg``, a fixed-p ADA's p to ``augment_p_final``."""
@@ -61,12 +60,12 @@ def step_schedules(config) -> schedules_lib.StepSchedules | None:
   gamma = config.r1_weight or config.r2_weight
   aug = make_augment(config)
   fixed_p = isinstance(aug, augment_lib.ADA) and aug.target is None
-  return schedules_lib.StepSchedules(
-      penalty_scale=schedules_lib.Cosine(1.0, config.gamma_final / gamma, total)
+  return optim.StepSchedules(
+      penalty_scale=optim.Cosine(1.0, config.gamma_final / gamma, total)
       if gamma else None,
-      ema_half_life=schedules_lib.Cosine(0.0, config.ema_kimg * 1000, total)
+      ema_half_life=optim.Cosine(0.0, config.ema_kimg * 1000, total)
       if config.ema_kimg else None,
-      augment_p=schedules_lib.Cosine(aug.p, config.augment_p_final, total) if fixed_p
+      augment_p=optim.Cosine(aug.p, config.augment_p_final, total) if fixed_p
       else None)
 
 
@@ -130,6 +129,12 @@ def r3gan_pair(config: ml_collections.ConfigDict, image_shape: Sequence[int],
   widths = [max(8, round(min(base // (4 << i), cmax) / 8) * 8)
             for i in range(side.bit_length() - 2)]
   groups = [max(1, 2 * w // config.group_channels) for w in widths]
+  for w, g in zip(widths, groups, strict=True):
+    if (2 * w) % g:
+      raise ConfigError(
+          f"group_channels={config.group_channels} splits R3GAN's inner width {2 * w} "
+          f"(2 x {w} channels) into {g} groups of unequal size; set --config.group_channels "
+          f"to a divisor of {2 * w} (the reference: 16).")
   low = len(widths) - 1 if config.compute_dtype == "bfloat16" else 0
   return models.r3gan.r3gan(image_shape, widths, groups, [config.stage_blocks] * len(widths),
                             num_classes, low_precision_stages=low)
@@ -155,8 +160,8 @@ def make_optimizers(config: ml_collections.ConfigDict):
     # R3GAN: the rate and beta2 of both networks along the cosine of the images seen
     # (the optimizer's count times the images per update, D's n_critic per G step).
     total = config.schedule_kimg * 1000
-    b2 = schedules_lib.Cosine(config.b2, config.b2_final, total)
-    return tuple(schedules_lib.cosine_adam(schedules_lib.Cosine(lr, config.lr_final, total),
+    b2 = optim.Cosine(config.b2, config.b2_final, total)
+    return tuple(optim.cosine_adam(optim.Cosine(lr, config.lr_final, total),
                                            config.b1, b2, config.batch_size / per_step)
                  for lr, per_step in ((config.lr_g, 1), (config.lr_d, config.n_critic)))
   return (optim.lazy_adam(lr_g, config.b1, config.b2, every_g, eps=1e-8),
