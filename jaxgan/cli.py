@@ -171,7 +171,8 @@ _TRANSLATE_FAMILIES = ("pix2pix", "cyclegan")
 
 def experiment_main(script: str, name: str, family: str = "noise", *,
                     pending: Sequence[int] = (),
-                    longer: Mapping[str, tuple[int, str]] | None = None) -> None:
+                    longer: Mapping[str, tuple[int, str]] | None = None,
+                    after: Callable[[object, object, str], None] | None = None) -> None:
   """The main of every experiment (``experiments/NAME.py``): train (or resume) in
   ``--workdir`` with ``experiments/configs/NAME.py``; or, without training, export samples
   of the newest checkpoint (``--sample_out``; noise-to-image) or translate a file with it
@@ -185,6 +186,8 @@ def experiment_main(script: str, name: str, family: str = "noise", *,
     longer: ``{model: (steps, what)}``: after a finished CPU-variant run of that model
       shorter than ``steps`` whose generator has not collapsed, print the command that goes
       on with it to ``steps`` and what that brings.
+    after: ``after(result, config, workdir)``, called when a run has trained to its end
+      (not when stopped early): an experiment's own measure of the result.
   """
   define_config(os.path.join(os.path.dirname(os.path.abspath(script)), "configs", f"{name}.py"))
   workdir = flags.DEFINE_string("workdir", f"workdirs/{name}", "Checkpoints, metrics, "
@@ -211,6 +214,8 @@ def experiment_main(script: str, name: str, family: str = "noise", *,
     run_config = config_of_command_line()
     result = training.train_and_evaluate(run_config, workdir.value)
     report(result, workdir.value)
+    if after is not None and result.state_g is not None and not result.preempted:
+      after(result, run_config, workdir.value)
     line = longer_line(result, run_config, longer or {}, sys.argv)
     if line:
       print(line)

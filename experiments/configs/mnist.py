@@ -28,6 +28,13 @@ can still be overridden (``--config.field=value``); the command line wins over t
   conditional (``--config.conditional=True``), 1,300 steps with the class faded in over steps
   300-800 (Shahbazi et al.'s transitional training, without which each class collapses onto
   one shape). Both draw rough shapes, and the run says so when it starts.
+* ``r3gan``: R3GAN (Huang et al., 2024): its ResNet of grouped residual blocks, the
+  relativistic pairing loss with R1 and R2 (gamma 0.05 -> 0.005), Adam with beta1 0, and its
+  cosine schedules of the learning rate (2e-4 -> 5e-5), beta2 (0.9 -> 0.99), gamma and the
+  G average's half-life, over 2M images of a 200,000-step run (as its CIFAR-10 preset at
+  a quarter of the width: 192 channels, 2 blocks per stage). On a CPU: channels 32, 32, 16
+  and 8 from 4x4 to 32x32, one block per stage, 600 steps with the schedules over them (the
+  width and length 10 minutes allow); rough shapes, and the run says so.
 
 Each CPU run is measured in BUILD_NOTES.md, "Every model's CPU run", and docs/families.md.
 """
@@ -130,5 +137,36 @@ def _stylegan2(config, cpu: bool) -> None:
         "python experiments/mnist.py")
 
 
-_RECIPES = {"dcgan": _dcgan, "mlp": _mlp, "resnet": _resnet, "stylegan2": _stylegan2}
+def _r3gan(config, cpu: bool) -> None:
+  config.latent_dim = 64
+  config.loss = "relativistic"
+  config.r1_weight = config.r2_weight = 0.05
+  config.gamma_final = 0.005
+  config.lr_g = config.lr_d = 2e-4
+  config.lr_final = 5e-5
+  config.b1, config.b2, config.b2_final = 0.0, 0.9, 0.99
+  config.width = 0.25  # 192 channels at every resolution, groups of 16
+  config.stage_blocks = 2
+  config.steps = 200_000
+  config.schedule_kimg = 2000.0  # the reference's 20M images of CIFAR-10, a tenth
+  config.ema_kimg = 500.0
+  config.sample_every = 1000
+  if cpu:
+    # XLA:CPU computes these small convolutions at a few GFLOP/s: about 1.1 steps per
+    # second for this width at batch 64 (BUILD_NOTES.md, "R3GAN").
+    config.channel_base, config.channel_max = 256, 32  # 32, 32, 16, 8 channels
+    config.stage_blocks = 1
+    config.steps = 600
+    config.schedule_kimg = 600 * 64 / 1000  # the whole course within the run
+    config.ema_kimg = 5.0
+    config.sample_every = 100
+    config.cpu_note = (
+        "R3GAN needs an accelerator: its CPU run (600 steps of a thin network, the most "
+        "10 minutes allow) draws rough shapes; for recognisable samples run it on a GPU or "
+        "TPU (the same command there runs its full recipe), or the DCGAN here: "
+        "python experiments/mnist.py")
+
+
+_RECIPES = {"dcgan": _dcgan, "mlp": _mlp, "resnet": _resnet, "stylegan2": _stylegan2,
+            "r3gan": _r3gan}
 MODELS = tuple(_RECIPES)  # the models with a recipe here; the command line reads it

@@ -194,6 +194,73 @@ class Take(Source):
     return self.source.get(indices)
 
 
+STACKED_PREFIX = "stacked:"
+STACKED_MODES = 1000  # three channels of 10 classes each
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Stacked(Source):
+  """Stacked MNIST (Metz et al. 2017; VEEGAN, PacGAN, PresGAN, R3GAN): example ``i`` is three
+  images of ``base`` drawn independently (a fixed draw of ``seed``) as the channels of one
+  RGB image, and its mode is the triple of their classes (1,000 modes of a 10-class base).
+
+  Unlabelled to the training (the GAN is unconditional); ``modes(indices)`` gives the
+  triples' modes ``100 c0 + 10 c1 + c2`` for the evaluation's floor.
+  """
+
+  base: Source
+  picks: np.ndarray = dataclasses.field(repr=False)  # [n, 3] indices into base
+
+  @classmethod
+  def of(cls, base: Source, n: int | None = None, seed: int = 0) -> Stacked:
+    if base.image_shape[-1] != 1 or base.num_classes != 10:
+      raise DataError(f"Stacking takes a grayscale dataset of 10 classes (three of them make "
+                      f"an RGB image of 1,000 modes); {base.description} has "
+                      f"{base.image_shape[-1]} channel(s) and {base.num_classes} classes.")
+    n = len(base) if n is None else n
+    return cls(base, np.random.default_rng(seed).integers(0, len(base), (n, 3)))
+
+  def __len__(self) -> int:
+    return len(self.picks)
+
+  @property
+  def description(self) -> str:
+    return f"stacked {self.base.description} ({len(self):,} RGB triples, 1,000 modes)"
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return (*self.base.image_shape[:2], 3)
+
+  @property
+  def num_classes(self) -> int:
+    return 0
+
+  @property
+  def splits(self) -> tuple[str, ...]:
+    return self.base.splits
+
+  @property
+  def fingerprint(self) -> str:
+    return self.base.fingerprint
+
+  def split(self, name: str) -> Stacked:
+    # Another split's own draw: its triples are not the training ones.
+    return Stacked.of(self.base.split(name), seed=0 if name == "train" else 1)
+
+  def _read(self, indices, what: str) -> np.ndarray:
+    picks = self.picks[np.asarray(indices, np.int64)]
+    return np.stack([self.base.get(picks[:, c])[what] for c in range(3)], axis=1)
+
+  def get(self, indices) -> dict[str, np.ndarray]:
+    channels = self._read(indices, "image")  # [n, 3, H, W, 1]
+    return {"image": np.moveaxis(channels[..., 0], 1, -1)}
+
+  def modes(self, indices) -> np.ndarray:
+    """The modes ``100 c0 + 10 c1 + c2`` of the examples ``indices``."""
+    c = self._read(indices, "label").astype(np.int32)
+    return 100 * c[:, 0] + 10 * c[:, 1] + c[:, 2]
+
+
 def sample(source: Source, num: int = REFERENCE_SAMPLES, chunk: int = 1000
            ) -> dict[str, np.ndarray]:
   """A bounded, fixed draw of ``min(num, len)`` examples (all of them, in order, when the
@@ -447,7 +514,9 @@ def in_memory(source: Source) -> ArraySource:
 def is_path(name: str) -> bool:
   """Whether a dataset value names files (a folder, ``.npy``, ``.npz`` or a pack) rather
   than a TFDS dataset: it has a path separator, starts with ``~`` or ``.``, ends with one
-  of those suffixes, or exists."""
+  of those suffixes, or exists. ``idx:`` and ``stacked:`` values are named datasets."""
+  if name.startswith(("idx:", STACKED_PREFIX)):
+    return False
   return (os.sep in name or name.startswith(("~", ".")) or
           name.endswith((".npy", ".npz", ".pack")) or os.path.exists(name))
 
@@ -515,7 +584,9 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None, downlo
   """A split by name or path, read record by record where it is large.
 
   Args:
-    name: a TFDS dataset with an ``image`` feature (``mnist``, ``fashion_mnist``,
+    name: ``stacked:NAME`` for the Stacked MNIST form of a 10-class grayscale dataset
+      (``Stacked``: three images as the channels of one, 1,000 modes), or a TFDS dataset
+      with an ``image`` feature (``mnist``, ``fashion_mnist``,
       ``cifar10``, ...; read through ``tfds.data_source``), ``idx:/path/to/dir`` for
       MNIST-format files (held in memory), or a path (``open_path``: a folder of images,
       a ``.npy`` or ``.npz``, a packed set), which has one split.
@@ -538,7 +609,11 @@ def load(name: str, split: str = "train", *, data_dir: str | None = None, downlo
       tried and how to fix it.
   """
   log = log or (lambda line: print(line, file=sys.stderr, flush=True))
-  if is_path(name) and not name.startswith("idx:"):
+  if name.startswith(STACKED_PREFIX):
+    base = load(name[len(STACKED_PREFIX):], split, data_dir=data_dir, download=download,
+                log=log, resolution=resolution)
+    return Stacked.of(base, seed=0 if split == "train" else 1)
+  if is_path(name):
     if split != "train":
       raise DataError(f"{name} is one set of images; it has no {split!r} split.")
     return open_path(name, resolution=resolution, class_folders=class_folders,

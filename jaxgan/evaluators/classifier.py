@@ -40,6 +40,7 @@ from jaxgan.evaluators.measures import (
   intra_class_fd,
   kl_to_uniform,
   label_accuracy,
+  mode_coverage,
 )
 from jaxgan.evaluators.pictures import to_uint8
 
@@ -179,6 +180,33 @@ def classify(model: Classifier, params: dict, images, batch_size: int = 1000
     preds.append(p[:n])
     feats.append(f[:n])
   return np.concatenate(preds), np.concatenate(feats).astype(np.float64)
+
+
+def stacked_modes(model: Classifier, params: dict, images) -> np.ndarray:
+  """The modes ``100 c0 + 10 c1 + c2`` of stacked RGB images in [-1, 1] (``[N, H, W, 3]``),
+  each channel classified by the base dataset's classifier."""
+  images = np.asarray(images, np.float32)
+  if images.ndim != 4 or images.shape[-1] != 3:
+    raise ValueError(f"Stacked images are [N, H, W, 3], got {images.shape}.")
+  c = [classify(model, params, images[..., k:k + 1])[0] for k in range(3)]
+  return 100 * c[0] + 10 * c[1] + c[2]
+
+
+def stacked_coverage(images, base_train, base_test, *, cache_dir: str | None = None,
+                     log=print, progress: bool = True) -> dict[str, float]:
+  """Modes covered (of 1,000) and KL to uniform of stacked images (``[N, H, W, 3]`` in
+  [-1, 1]), each channel classified by the classifier of ``base_train`` (trained once,
+  cached), beside the same figures for ``N`` real stacked triples of ``base_test`` (the
+  floor this classifier allows: its mistakes spread the real modes' histogram)."""
+  model, params = load_classifier(base_train, cache_dir, log, progress=progress)
+  covered, kl = mode_coverage(stacked_modes(model, params, images),
+                                       sources.STACKED_MODES)
+  real = sources.Stacked.of(base_test, n=len(images), seed=1)
+  real_images = sources.to_model_range(sources.sample(real, len(real))["image"])
+  floor, floor_kl = mode_coverage(stacked_modes(model, params, real_images),
+                                           sources.STACKED_MODES)
+  return {"modes": covered, "kl": kl, "floor_modes": floor, "floor_kl": floor_kl,
+          "samples": len(images)}
 
 
 def classifier_accuracy(model: Classifier, params: dict, images, labels) -> float:

@@ -48,6 +48,13 @@ def kl_to_uniform(predictions, num_classes: int) -> float:
   return float(np.sum(p[nonzero] * np.log(p[nonzero] * num_classes)))
 
 
+def mode_coverage(modes, num_modes: int) -> tuple[int, float]:
+  """``(modes with at least one sample, KL(mode histogram || uniform) in nats)``: the
+  Stacked MNIST protocol of VEEGAN, PacGAN, PresGAN and R3GAN."""
+  modes = np.asarray(modes)
+  return int(np.unique(modes).size), kl_to_uniform(modes, num_modes)
+
+
 def label_accuracy(predictions, labels) -> float:
   """The fraction of images the classifier assigns the class they were generated for."""
   return float(np.mean(np.asarray(predictions) == np.asarray(labels)))

@@ -285,3 +285,26 @@ def test_idx_prefix(tmp_path):
     source.split("test")
   with pytest.raises(sources.DataError, match="load the 'test' split yourself"):
     sources.ArraySource(source.images, None, "arrays").split("test")
+
+
+def test_stacked_images_are_three_independent_draws_and_their_modes(tmp_path):
+  # small_idx_dir: image i is filled with i and labelled i % 10, so each channel of a
+  # stacked image names the example it was drawn from.
+  base = sources.load_idx(str(small_idx_dir(tmp_path, n=50)), "train")
+  stacked = sources.load(f"stacked:idx:{tmp_path}", "train")
+  assert (len(stacked), stacked.image_shape, stacked.num_classes) == (50, (4, 4, 3), 0)
+  assert not sources.is_path(f"stacked:idx:{tmp_path}")
+  got = stacked.get(np.arange(50))["image"]
+  picks = got[:, 0, 0, :].astype(int)  # [50, 3]: the examples behind each channel
+  np.testing.assert_array_equal(got, np.broadcast_to(picks[:, None, None, :], got.shape))
+  np.testing.assert_array_equal(stacked.modes(np.arange(50)),
+                                100 * (picks[:, 0] % 10) + 10 * (picks[:, 1] % 10)
+                                + picks[:, 2] % 10)
+  # Drawn independently: the three channels are not the same example, nor in step.
+  assert np.mean(picks[:, 0] == picks[:, 1]) < 0.2 and len({*picks[:, 2]}) > 20
+  # A fixed draw per seed; the test split's draw is another.
+  np.testing.assert_array_equal(sources.Stacked.of(base, 50, seed=0).picks, stacked.picks)
+  assert not np.array_equal(sources.Stacked.of(base, 50, seed=1).picks, stacked.picks)
+  rgb = sources.ArraySource(np.zeros((10, 4, 4, 3), np.uint8), np.arange(10), "rgb")
+  with pytest.raises(sources.DataError, match=r"grayscale dataset of 10 classes"):
+    sources.Stacked.of(rgb)

@@ -333,3 +333,28 @@ def test_the_summary_names_what_the_floors_compare():
   assert "intra-class FD 10.05 (mean over classes of each class's FD; two draws of the " \
          "real images: 2.39)" in own
   assert "on real images (its training images) it is right 93.2%" in own
+
+
+def test_mode_coverage_by_hand():
+  every = np.arange(1000)
+  assert measures_lib.mode_coverage(every, 1000) == (1000, pytest.approx(0.0, abs=1e-12))
+  # 500 modes, 2 samples each: KL = log(1000 / 500). One sample is enough to count a mode.
+  covered, kl = measures_lib.mode_coverage(np.repeat(np.arange(500), 2), 1000)
+  assert covered == 500 and kl == pytest.approx(np.log(2))
+  assert measures_lib.mode_coverage(np.array([7, 7, 7, 999]), 1000)[0] == 2
+
+
+def test_stacked_modes_classify_each_channel(monkeypatch):
+  # A stand-in classifier that reads the class off the brightness of its one channel:
+  # the modes are the three channels' classes in order, as 100 c0 + 10 c1 + c2.
+  def classify(model, params, images, batch_size=1000):
+    assert images.shape[-1] == 1
+    return np.rint((images.mean(axis=(1, 2, 3)) + 1) * 4.5).astype(int), None
+
+  monkeypatch.setattr(classifier_lib, "classify", classify)
+  classes = np.array([[0, 0, 0], [9, 0, 3], [4, 5, 6], [9, 9, 9]])
+  images = np.broadcast_to((classes / 4.5 - 1)[:, None, None, :], (4, 5, 5, 3))
+  np.testing.assert_array_equal(classifier_lib.stacked_modes(None, None, images),
+                                [0, 903, 456, 999])
+  with pytest.raises(ValueError, match=r"\[N, H, W, 3\]"):
+    classifier_lib.stacked_modes(None, None, images[..., :1])

@@ -30,8 +30,9 @@ def own(blobs, tmp_path_factory):
   everything = sources.sample(folder, len(folder))
   np.savez(root / "arrays.npz", image=everything["image"], label=everything["label"])
   pack.pack(folder, str(root / "set.pack"), progress=False, log=lambda line: None)
+  np.savez(root / "idx_order.npz", image=idx.images, label=idx.labels)
   return {"png": str(root / "png"), "npz": str(root / "arrays.npz"),
-          "pack": str(root / "set.pack")}
+          "pack": str(root / "set.pack"), "idx_order": str(root / "idx_order.npz")}
 
 
 def test_a_folder_an_npz_and_a_pack_train_the_same_bits(blobs, own, tmp_path):
@@ -43,6 +44,12 @@ def test_a_folder_an_npz_and_a_pack_train_the_same_bits(blobs, own, tmp_path):
   for name in ("npz", "pack"):
     assert_bitwise_equal(leaves(runs["png"]), leaves(runs[name]))
     assert jsonl(tmp_path / "png")[-1]["d_loss"] == jsonl(tmp_path / name)[-1]["d_loss"]
+  # The in-memory IDX files and an array file of their images in their order: the same
+  # bits too (the folder lists them class by class, another order, so another run).
+  for name, dataset in (("idx", f"idx:{blobs}"), ("idx_order", own["idx_order"])):
+    runs[name] = loop.train_and_evaluate(tiny(blobs, dataset=dataset, conditional=False),
+                                         str(tmp_path / name))
+  assert_bitwise_equal(leaves(runs["idx"]), leaves(runs["idx_order"]))
 
 
 def test_a_folder_run_resumes_exactly_and_splits_over_devices(blobs, own, tmp_path):
