@@ -183,3 +183,13 @@ def test_inception_features_benchmark_runs_both_networks():
     per_s, per_1000 = float(row[1]), float(row[2])
     assert per_s > 0 and per_1000 == pytest.approx(1000 / per_s, rel=0.01)
   assert float(rows[0][4]) <= 1e-4  # the same features as the reference
+
+
+def test_recipe_steps_benchmark_runs():
+  # R3GAN's CPU recipe (the other recipes take the same code path), one step timed.
+  header, rows = run_table_benchmark("recipe_steps.py", "--models=r3gan", "--variant=cpu",
+                                     "--batch=4", "--repeats=1")
+  assert (header["batch"], header["variant"]) == (4, "cpu")
+  (row,) = rows
+  seconds, steps, compile_s = map(float, row[1:])
+  assert row[0] == "r3gan" and steps == pytest.approx(1 / seconds, rel=0.01) and compile_s > 0
