@@ -33,7 +33,7 @@ can still be overridden (``--config.field=value``); the command line wins over t
   cosine schedules of the learning rate (2e-4 -> 5e-5), beta2 (0.9 -> 0.99), gamma and the
   G average's half-life, over 2M images of a 200,000-step run (as its CIFAR-10 preset at
   a quarter of the width: 192 channels, 2 blocks per stage). On a CPU: channels 32, 32, 16
-  and 8 from 4x4 to 32x32, one block per stage, 600 steps with the schedules over them (the
+  and 8 from 4x4 to 32x32, one block per stage, 520 steps with the schedules over them (the
   width and length 10 minutes allow); rough shapes, and the run says so.
 
 Each CPU run is measured in BUILD_NOTES.md, "Every model's CPU run", and docs/families.md.
@@ -156,12 +156,12 @@ def _r3gan(config, cpu: bool) -> None:
     # second for this width at batch 64 (BUILD_NOTES.md, "R3GAN").
     config.channel_base, config.channel_max = 256, 32  # 32, 32, 16, 8 channels
     config.stage_blocks = 1
-    config.steps = 600
-    config.schedule_kimg = 600 * 64 / 1000  # the whole course within the run
+    config.steps = 520
+    config.schedule_kimg = 520 * 64 / 1000  # the whole course within the run
     config.ema_kimg = 5.0
     config.sample_every = 100
     config.cpu_note = (
-        "R3GAN needs an accelerator: its CPU run (600 steps of a thin network, the most "
+        "R3GAN needs an accelerator: its CPU run (520 steps of a thin network, the most "
         "10 minutes allow) draws rough shapes; for recognisable samples run it on a GPU or "
         "TPU (the same command there runs its full recipe), or the DCGAN here: "
         "python experiments/mnist.py")

@@ -16,10 +16,10 @@ from jaxgan.training.config import config_arg
 
 _MNIST = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "mnist.py"))
 MODELS = ("r3gan", "dcgan", "stylegan2")
-# Steps of each model's CPU run: about 9 minutes of steps each on the 2-core CPU
+# Steps of each model's CPU run: 8 to 10 minutes of steps each on the 2-core CPU
 # (python benchmarks/recipe_steps.py on the AMD EPYC, 28x28x1: R3GAN 1.16 steps/s, the
 # DCGAN 4.87, StyleGAN2 4.42).
-CPU_STEPS = {"r3gan": 600, "dcgan": 2600, "stylegan2": 2400}
+CPU_STEPS = {"r3gan": 520, "dcgan": 2600, "stylegan2": 2400}
 
 
 def get_config(arg: str | None = None, conditional: bool | None = None):
@@ -36,6 +36,6 @@ def get_config(arg: str | None = None, conditional: bool | None = None):
     if model == "r3gan":
       config.schedule_kimg = config.steps * config.batch_size / 1000
     config.cpu_note = (
-        f"the {model} CPU run on Stacked Fashion-MNIST: {config.steps:,} steps, about 9 "
+        f"the {model} CPU run on Stacked Fashion-MNIST: {config.steps:,} steps, about 10 "
         f"minutes here, then 26,000 samples classified channel by channel (a minute)")
   return config
