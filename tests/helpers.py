@@ -4,6 +4,7 @@ comparisons. Fixtures live in conftest.py."""
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -136,3 +137,19 @@ needs_fashion = pytest.mark.skipif(
     not os.path.exists(os.path.join(FASHION, "train-images-idx3-ubyte.gz"))
     and not os.environ.get("JAXGAN_REQUIRE_OFFLINE_DATA"),
     reason="apt-get install dataset-fashion-mnist (Debian) to run this test")
+
+
+def resume_from_4(blobs, tmp_path, config):
+  """(straight run, run resumed from its step-4 checkpoint, their metrics) of 8 steps."""
+  from jaxgan.training import loop
+
+  straight = loop.train_and_evaluate(config, str(tmp_path / "a"))
+  shutil.copytree(tmp_path / "a", tmp_path / "b")
+  shutil.rmtree(tmp_path / "b" / "checkpoints" / "8")
+  resumed = loop.train_and_evaluate(config, str(tmp_path / "b"))
+  assert_bitwise_equal(leaves(straight), leaves(resumed))
+  strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "steps_per_sec")}  # noqa
+                      for r in rs]
+  a, b = strip(jsonl(tmp_path / "a")), strip(jsonl(tmp_path / "b"))
+  assert a == b
+  return straight, resumed, a

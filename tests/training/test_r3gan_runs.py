@@ -4,12 +4,11 @@ named before anything is written."""
 
 import math
 import os
-import shutil
 
 import jax
 import numpy as np
 import pytest
-from helpers import assert_bitwise_equal, blobs_idx_dir, jsonl, leaves, tiny
+from helpers import blobs_idx_dir, resume_from_4, tiny
 
 from jaxgan.errors import ConfigError
 from jaxgan.training import loop
@@ -43,16 +42,7 @@ def cosine(base, final, images, total=200):
 
 def test_a_run_resumed_in_the_middle_of_its_schedules_equals_an_uninterrupted_one(
     blobs8, tmp_path):
-  config = r3gan(blobs8)
-  straight = loop.train_and_evaluate(config, str(tmp_path / "a"))
-  shutil.copytree(tmp_path / "a", tmp_path / "b")
-  shutil.rmtree(tmp_path / "b" / "checkpoints" / "8")
-  resumed = loop.train_and_evaluate(config, str(tmp_path / "b"))
-  assert_bitwise_equal(leaves(straight), leaves(resumed))
-  strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "steps_per_sec")}  # noqa
-                      for r in rs]
-  records = strip(jsonl(tmp_path / "a"))
-  assert records == strip(jsonl(tmp_path / "b"))
+  straight, _, records = resume_from_4(blobs8, tmp_path, r3gan(blobs8))
   # The learning rate and beta2 the optimizers used at their last update (count 7: 224
   # images, past the course's end), by hand.
   for state in (straight.state_g, straight.state_d):

@@ -4,13 +4,12 @@ path-length mean and w_avg; data_fraction; what a resume refuses."""
 import json
 import os
 import runpy
-import shutil
 from unittest import mock
 
 import jax
 import numpy as np
 import pytest
-from helpers import ROOT, assert_bitwise_equal, blobs_idx_dir, jsonl, leaves, tiny
+from helpers import ROOT, blobs_idx_dir, resume_from_4, tiny
 
 from jaxgan.data import sources
 from jaxgan.errors import ConfigError
@@ -41,20 +40,6 @@ def stylegan2(blobs, **overrides):
                 sample_every=4)
   config.update(overrides)
   return tiny(blobs, **config)
-
-
-def resume_from_4(blobs, tmp_path, config):
-  """(straight run, run resumed from its step-4 checkpoint, their metrics) of 8 steps."""
-  straight = loop.train_and_evaluate(config, str(tmp_path / "a"))
-  shutil.copytree(tmp_path / "a", tmp_path / "b")
-  shutil.rmtree(tmp_path / "b" / "checkpoints" / "8")
-  resumed = loop.train_and_evaluate(config, str(tmp_path / "b"))
-  assert_bitwise_equal(leaves(straight), leaves(resumed))
-  strip = lambda rs: [{k: v for k, v in r.items() if k not in ("time", "steps_per_sec")}  # noqa
-                      for r in rs]
-  a, b = strip(jsonl(tmp_path / "a")), strip(jsonl(tmp_path / "b"))
-  assert a == b
-  return straight, resumed, a
 
 
 def test_a_stylegan2_ada_run_resumes_bit_exactly_with_p_pl_mean_and_w_avg(blobs8, tmp_path):
