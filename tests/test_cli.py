@@ -196,7 +196,7 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
   # A recipe sees whether the run is conditional: StyleGAN2's conditional CPU run is its
   # own (half the steps, the class faded in), named with --config.model or after the file.
   sg2 = config_of_command_line(parsed_config_flag("--config.model=stylegan2"))
-  assert (sg2.width, sg2.steps, sg2.conditional, sg2.transition_end) == (0.25, 2600, False, 0)
+  assert (sg2.width, sg2.steps, sg2.conditional, sg2.transition_end) == (0.25, 1700, False, 0)
   for args in (("--config.model=stylegan2", "--config.conditional=True"),
                (f"--config={path}:stylegan2,cpu", "--config.conditional=True")):
     cond = config_of_command_line(parsed_config_flag(*args))
@@ -234,7 +234,7 @@ def test_unlabelled_images_run_the_recipes_unconditional_variant(tmp_path, capsy
   # StyleGAN2's unconditional CPU run is its own recipe, not the conditional one's fields.
   sg2 = config_of_command_line(parsed_config_flag(f"--config.dataset={tmp_path}/flat",
                                                   "--config.model=stylegan2"))
-  assert (sg2.conditional, sg2.steps) == (False, 2600)
+  assert (sg2.conditional, sg2.steps) == (False, 1700)
   # Labelled data, or a conditional run the command line asks for, is left as it is (the
   # latter then stops with an error naming the missing labels).
   classes = config_of_command_line(parsed_config_flag(f"--config.dataset={tmp_path}/classes"))

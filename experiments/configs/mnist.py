@@ -24,7 +24,7 @@ can still be overridden (``--config.field=value``); the command line wins over t
   betas (0, 0.99)), non-saturating loss and lazy R1 (every 16 steps, the reference's ``auto``
   gamma 0.0002 * 32^2 / batch), no style mixing or path length (as its ``cifar`` config), a G
   average of half-life ~350 steps, no augmentation (``--config.augment=diffaugment`` or
-  ``ada`` for small data, with ``data_fraction``). On a CPU: width 0.25, 2,600 steps;
+  ``ada`` for small data, with ``data_fraction``). On a CPU: width 0.25, 1,700 steps;
   conditional (``--config.conditional=True``), 1,300 steps with the class faded in over steps
   300-800 (Shahbazi et al.'s transitional training, without which each class collapses onto
   one shape). Both draw rough shapes, and the run says so when it starts.
@@ -120,9 +120,10 @@ def _stylegan2(config, cpu: bool) -> None:
   config.sample_every = 500
   if cpu:
     # A quarter of the channels ({4: 32, 8: 32, 16: 16, 32: 8}): at about equal time, 2,600
-    # steps of it draw more varied shapes than 1,300 of width 0.5 (FD 83 against 93).
+    # steps of it drew more varied shapes than 1,300 of width 0.5 (FD 83 against 93), but
+    # took 830 s on the slower 2-core CPU; at 3.2 steps/s there, 1,700 fit in 10 minutes.
     config.width = 0.25
-    config.steps = 2600
+    config.steps = 1700
     if config.conditional:
       # Conditional steps collapse each class onto one shape unless the class fades in
       # (Shahbazi et al.): unconditional to step 300, weight 1 from step 800 (BUILD_NOTES.md,

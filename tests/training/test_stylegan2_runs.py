@@ -144,7 +144,7 @@ def test_the_mnist_stylegan2_recipe_is_a_short_cpu_run_of_the_quarter_width_smal
                                            "mnist.py"))["get_config"]
   assert jax.default_backend() == "cpu"
   auto = config_lib.complete_config(get_config("stylegan2"))
-  assert (auto.model, auto.steps, auto.width, auto.augment) == ("stylegan2", 2600, 0.25, "none")
+  assert (auto.model, auto.steps, auto.width, auto.augment) == ("stylegan2", 1700, 0.25, "none")
   np.testing.assert_allclose(auto.r1_weight, 0.0002 * 32 ** 2 / 64)  # the reference's auto
   G, D = noise_tasks.make_models(auto, (28, 28, 1))
   # Channels min(base / res, max) with base 1024 * 0.25 and max 128 * 0.25: {4: 32, 8: 32,
