@@ -132,7 +132,7 @@ def _stylegan2(config, cpu: bool) -> None:
       config.transition_start, config.transition_end = 300, 800
     config.cpu_note = (
         "StyleGAN2 needs an accelerator: its CPU run draws shoes, trousers and rounded "
-        "blocks for the tops (FD ~83; conditional, rows of rough shapes, FD ~63); for "
+        "blocks for the tops (FD ~97; conditional, rows of rough shapes, FD ~63); for "
         "recognisable samples run it on a GPU or TPU "
         "(the same command there runs its full recipe), or the DCGAN here: "
         "python experiments/mnist.py")
