@@ -121,7 +121,7 @@ def _stylegan2(config, cpu: bool) -> None:
   if cpu:
     # A quarter of the channels ({4: 32, 8: 32, 16: 16, 32: 8}): at about equal time, 2,600
     # steps of it drew more varied shapes than 1,300 of width 0.5 (FD 83 against 93), but
-    # took 830 s on the slower 2-core CPU; at 3.2 steps/s there, 1,700 fit in 10 minutes.
+    # took 830 s on the slower 2-core CPU, where 1,700 steps take 494 s (BUILD_NOTES.md).
     config.width = 0.25
     config.steps = 1700
     if config.conditional:

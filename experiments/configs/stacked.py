@@ -18,7 +18,7 @@ _MNIST = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
 MODELS = ("r3gan", "dcgan", "stylegan2")
 # Steps of each model's CPU run: 8 to 10 minutes of steps each on the 2-core CPU
 # (python benchmarks/recipe_steps.py on the AMD EPYC, 28x28x1: R3GAN 1.16 steps/s, the
-# DCGAN 4.87; StyleGAN2 4.42 between its lazy R1 steps, 3.2 over a whole run).
+# DCGAN 4.87; StyleGAN2 4.42 between its lazy R1 steps, fewer over a whole run).
 CPU_STEPS = {"r3gan": 520, "dcgan": 2600, "stylegan2": 1700}
 
 
