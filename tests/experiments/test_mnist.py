@@ -87,6 +87,17 @@ def test_mnist_offline_falls_back_to_fashion_mnist_with_one_line(offline, capfd)
                                 sources.load_idx(sources.DEBIAN_FASHION_MNIST).images[:5])
 
 
+def test_mnist_with_neither_source_names_the_offline_package(offline, monkeypatch, tmp_path):
+  monkeypatch.setattr(sources, "DEBIAN_FASHION_MNIST", str(tmp_path / "not-installed"))
+  config = config_lib.complete_config({"dataset": "mnist", "data_dir": str(tmp_path)})
+  with pytest.raises(sources.DataError) as err:
+    noise_tasks.load_train_data(config)
+  message = str(err.value)
+  assert message.startswith("No source could provide 'mnist' (train). Tried:")
+  assert "apt-get install dataset-fashion-mnist" in message
+  assert str(tmp_path / "not-installed") in message
+
+
 def test_the_variant_follows_the_backend_and_is_said_once(capfd, monkeypatch):
   assert jax.default_backend() == "cpu"
   assert config_lib.for_this_machine() == config_lib.for_this_machine("auto") == "cpu"

@@ -181,9 +181,16 @@ def load_train_data(config) -> tuple[str, sources.Source]:
                                          class_folders=class_folders,
                                          skip_bad=config.skip_bad_images)
   except sources.DataError as e:
-    if config.dataset != "mnist" or not os.path.exists(
-        os.path.join(sources.DEBIAN_FASHION_MNIST, "train-images-idx3-ubyte.gz")):
+    if config.dataset != "mnist":
       raise
+    if not os.path.exists(os.path.join(sources.DEBIAN_FASHION_MNIST,
+                                       "train-images-idx3-ubyte.gz")):
+      # The default run's offline data: a new user without internet needs the package's
+      # name more than TFDS's list of what it tried.
+      raise sources.DataError(
+          f"{e}\nOr train offline on Fashion-MNIST: apt-get install dataset-fashion-mnist "
+          f"(its IDX files in {sources.DEBIAN_FASHION_MNIST}), then run the same command."
+      ) from None
     tried = [line.strip(" -") for line in str(e).splitlines() if line.startswith("  - ")]
     reason = tried[-1] if tried else str(e).splitlines()[0]
     notice(f"jaxgan: MNIST is not available here ({reason}); training on the offline "
