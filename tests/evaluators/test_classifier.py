@@ -289,6 +289,12 @@ def test_collapse_is_flagged_on_repeated_images_and_not_on_real_ones(fashion_eva
   assert "n_critic" not in warning and "conditional" not in warning and "rows" not in warning
   assert "a stronger R1 (--config.r1_weight=1)" in warning
   assert noise.collapse_warning({**evaluation, "collapsed": []}, config) is None
+  # R1 and R2 on a cosine gamma schedule (R3GAN's): both, and the schedule's end, ten times.
+  config.r1_weight = config.r2_weight = 0.05
+  config.schedule_kimg, config.gamma_final = 33.28, 0.005
+  warning = noise.collapse_warning(evaluation, config)
+  assert ("stronger R1 and R2 (--config.r1_weight=0.5 --config.r2_weight=0.5 "
+          "--config.gamma_final=0.05)") in warning
 
 
 @pytest.mark.slow

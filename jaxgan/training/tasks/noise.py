@@ -303,10 +303,21 @@ def collapse_warning(evaluation: dict, config) -> str | None:
   which = ", ".join(str(c) for c in collapsed)
   n = len(collapsed)
   # Heuristics, not guarantees: what the GAN literature reaches for against collapse.
+  if not config.r1_weight:
+    penalty = "R1 on the real images (--config.r1_weight=0.1)"
+  elif config.r2_weight:
+    # R1 and R2 together (R3GAN): both stronger, and a scheduled gamma's end with them,
+    # or the schedule would take the stronger penalty back down.
+    flags = f"--config.r1_weight={10 * config.r1_weight:g} " \
+            f"--config.r2_weight={10 * config.r2_weight:g}"
+    if config.schedule_kimg and config.gamma_final:
+      flags += f" --config.gamma_final={10 * config.gamma_final:g}"
+    penalty = f"stronger R1 and R2 ({flags})"
+  else:
+    penalty = f"a stronger R1 (--config.r1_weight={10 * config.r1_weight:g})"
   tries = ["5 D steps per G step, as SNGAN trains (--config.n_critic=5)"
            if config.n_critic == 1 else None,
-           "R1 on the real images (--config.r1_weight=0.1)" if not config.r1_weight else
-           f"a stronger R1 (--config.r1_weight={10 * config.r1_weight:g})",
+           penalty,
            f"lower learning rates (--config.lr_g={config.lr_g / 2:g} "
            f"--config.lr_d={config.lr_d / 2:g})",
            "an unconditional run (--config.conditional=False)" if config.conditional else None]
