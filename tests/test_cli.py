@@ -185,7 +185,7 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
 
   config_lib.complete_any(resnet)
   err = capsys.readouterr().err
-  assert ("jaxgan: no accelerator found, so this is the config's CPU run: 1,500 steps of the "
+  assert ("jaxgan: no accelerator found, so this is the config's CPU run: 900 steps of the "
           "class-conditional resnet (G 32, D 16 channels), hinge loss, 5 D steps per G step, "
           "Adam betas (0, 0.9)") in err
   # A recipe that cannot give recognisable samples here says so next, with what does.

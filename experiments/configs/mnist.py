@@ -17,7 +17,7 @@ can still be overridden (``--config.field=value``); the command line wins over t
   four at equal steps: 20,000 steps, minutes on a 2-core CPU, the same on an accelerator.
 * ``resnet``: SNGAN and cGAN-PD (Miyato et al., 2018; Miyato & Koyama, 2018): the hinge loss,
   5 D updates per G update, Adam 2e-4 with betas (0, 0.9), a class-conditional projection D.
-  On a CPU: G 32 / D 16 channels, 1,500 steps (under 9 minutes), which draws rough shapes:
+  On a CPU: G 32 / D 16 channels, 900 steps (under 10 minutes), which draws rough shapes:
   the run says so when it starts.
 * ``stylegan2``: the small StyleGAN2 pair (``jaxgan.models.stylegan2_small``: z = w = 64, 2
   mapping layers, at most 128 channels x width) with the reference's optimiser (Adam 0.0025,
@@ -96,10 +96,12 @@ def _resnet(config, cpu: bool) -> None:
   config.steps = 20_000
   if cpu:
     config.g_channels, config.d_channels = 32, 16
-    config.steps = 1500
+    # 1.9 steps/s (each of 5 D updates) on a 2-core AVX2 CPU: 1,500 steps would take about
+    # 14 minutes there (8.5 on an AVX-512 Xeon); 900 stay under 10 (BUILD_NOTES.md).
+    config.steps = 900
     config.cpu_note = (
-        "the ResNet learns slowly on a CPU: its 10 minutes draw rough shapes of tops, "
-        "trousers, shoes and bags (FD ~73, label accuracy ~27%; unconditional FD ~113); for "
+        "the ResNet learns slowly on a CPU: its 10 minutes draw striped blocks for the tops "
+        "and fragments of shoes (FD ~143, label accuracy ~16%; unconditional FD ~149); for "
         "recognisable samples run it on a GPU or TPU (the same command there runs its full "
         "recipe), or the DCGAN here: python experiments/mnist.py")
 
@@ -132,7 +134,8 @@ def _stylegan2(config, cpu: bool) -> None:
       config.transition_start, config.transition_end = 300, 800
     config.cpu_note = (
         "StyleGAN2 needs an accelerator: its CPU run draws shoes, trousers and rounded "
-        "blocks for the tops (FD ~97; conditional, rows of rough shapes, FD ~63); for "
+        "blocks for the tops (FD ~105; conditional, rows of rough shapes, some rows one "
+        "shape, FD ~59); for "
         "recognisable samples run it on a GPU or TPU "
         "(the same command there runs its full recipe), or the DCGAN here: "
         "python experiments/mnist.py")
@@ -166,7 +169,7 @@ def _r3gan(config, cpu: bool) -> None:
     config.sample_every = 100
     config.cpu_note = (
         "R3GAN needs an accelerator: its CPU run (520 steps of a thin network, the most "
-        "10 minutes allow) draws soft grey blobs, no garments yet (FD ~176); for recognisable "
+        "10 minutes allow) draws soft grey blobs, no garments yet (FD ~163); for recognisable "
         "samples run it on a GPU or TPU (the same command there runs its full recipe), or "
         "the DCGAN here: python experiments/mnist.py")
 
