@@ -96,7 +96,7 @@ def _resnet(config, cpu: bool) -> None:
   config.steps = 20_000
   if cpu:
     config.g_channels, config.d_channels = 32, 16
-    # 1.9 steps/s (each of 5 D updates) on a 2-core AVX2 CPU: 1,500 steps would take about
+    # 1.9 steps/s (5 D updates a step) on a 2-core AVX2 CPU: 1,500 steps would take about
     # 14 minutes there (8.5 on an AVX-512 Xeon); 900 stay under 10 (BUILD_NOTES.md).
     config.steps = 900
     config.cpu_note = (
