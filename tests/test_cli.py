@@ -201,7 +201,17 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
                (f"--config={path}:stylegan2,cpu", "--config.conditional=True")):
     cond = config_of_command_line(parsed_config_flag(*args))
     assert (cond.model, cond.width, cond.steps, cond.conditional, cond.transition_start,
-            cond.transition_end) == ("stylegan2", 0.25, 1300, True, 300, 800), args
+            cond.transition_end, cond.augment) == ("stylegan2", 0.25, 1300, True, 300, 1000,
+                                                   "diffaugment"), args
+  # Its first line names the fade and the augmentation, which the unconditional run lacks.
+  config_lib.complete_any(cond)
+  assert ("1,300 steps of the class-conditional stylegan2 (width 0.25), non_saturating loss, "
+          "Adam betas (0, 0.99), the class faded in over steps 300-1,000, augment "
+          "diffaugment (on a GPU") in capsys.readouterr().err
+  config_lib.complete_any(sg2)
+  err = capsys.readouterr().err
+  assert "1,700 steps of the stylegan2 (width 0.25), non_saturating loss, Adam betas (0, " \
+      "0.99) (on a GPU" in err and "faded" not in err
   # A recipe's own choice gives way to the command line's (the DCGAN's CPU run is
   # conditional), and the other fields are the recipe's.
   dcgan = config_of_command_line(parsed_config_flag("--config.conditional=False"))

@@ -505,6 +505,11 @@ def _say_variant(config) -> None:
     what += (f" of the {kind}{config.model}{f' ({size})' if size else ''}, {config.loss} loss"
              f"{f', {config.n_critic} D steps per G step' if config.n_critic > 1 else ''}, "
              f"Adam betas ({config.b1:g}, {config.b2:g})")
+    if config.conditional and config.transition_end:
+      what += (f", the class faded in over steps {config.transition_start:,}-"
+               f"{config.transition_end:,}")
+    if config.augment != "none":
+      what += f", augment {config.augment}"
   if config.variant == "cpu":
     why = "no accelerator found, so this is" if on_cpu else "this is"
     notice(f"jaxgan: {why} the config's CPU run: {what} (on a GPU or TPU the config's full "
