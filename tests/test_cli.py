@@ -167,12 +167,15 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
   default = config_of_command_line(parsed_config_flag())
   assert (default.model, default.variant, default.n_critic, default.loss) == (
       "dcgan", "cpu", 1, "hinge")
-  # --config.model=resnet: the ResNet's recipe (SNGAN's hinge loss and 5 D steps per G
-  # step), with what else the command line sets on top.
+  # --config.model=resnet: the ResNet's recipe (SNGAN's hinge loss and Adam betas; on a CPU
+  # 2 D steps per G step, the reference's 5 on an accelerator), with what else the command
+  # line sets on top.
   resnet = config_of_command_line(parsed_config_flag("--config.model=resnet",
                                                      "--config.lr_g=0.003"))
   assert (resnet.model, resnet.n_critic, resnet.loss, resnet.b1, resnet.b2, resnet.lr_g,
-          resnet.lr_d, resnet.g_channels) == ("resnet", 5, "hinge", 0.0, 0.9, 0.003, 2e-4, 32)
+          resnet.lr_d, resnet.g_channels) == ("resnet", 2, "hinge", 0.0, 0.9, 0.003, 2e-4, 32)
+  resnet_full = config_of_command_line(parsed_config_flag(f"--config={path}:resnet,full"))
+  assert (resnet_full.n_critic, resnet_full.steps, resnet_full.g_channels) == (5, 20_000, 0)
   # The same as naming it after the file; the variant named there is kept.
   named = config_of_command_line(parsed_config_flag(f"--config={path}:resnet"))
   assert named.to_dict() == {**resnet.to_dict(), "lr_g": 2e-4}
@@ -185,8 +188,8 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
 
   config_lib.complete_any(resnet)
   err = capsys.readouterr().err
-  assert ("jaxgan: no accelerator found, so this is the config's CPU run: 900 steps of the "
-          "class-conditional resnet (G 32, D 16 channels), hinge loss, 5 D steps per G step, "
+  assert ("jaxgan: no accelerator found, so this is the config's CPU run: 1,400 steps of the "
+          "class-conditional resnet (G 32, D 16 channels), hinge loss, 2 D steps per G step, "
           "Adam betas (0, 0.9)") in err
   # A recipe that cannot give recognisable samples here says so next, with what does.
   (note,) = [line for line in err.splitlines() if "learns slowly" in line]
