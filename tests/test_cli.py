@@ -168,14 +168,16 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
   assert (default.model, default.variant, default.n_critic, default.loss) == (
       "dcgan", "cpu", 1, "hinge")
   # --config.model=resnet: the ResNet's recipe (SNGAN's hinge loss and Adam betas; on a CPU
-  # 2 D steps per G step, the reference's 5 on an accelerator), with what else the command
-  # line sets on top.
+  # 2 D steps per G step and a lazy R1, the reference's 5 and no R1 on an accelerator), with
+  # what else the command line sets on top.
   resnet = config_of_command_line(parsed_config_flag("--config.model=resnet",
                                                      "--config.lr_g=0.003"))
   assert (resnet.model, resnet.n_critic, resnet.loss, resnet.b1, resnet.b2, resnet.lr_g,
-          resnet.lr_d, resnet.g_channels) == ("resnet", 2, "hinge", 0.0, 0.9, 0.003, 2e-4, 32)
+          resnet.lr_d, resnet.g_channels, resnet.r1_weight, resnet.r1_every) == (
+              "resnet", 2, "hinge", 0.0, 0.9, 0.003, 2e-4, 32, 0.1, 4)
   resnet_full = config_of_command_line(parsed_config_flag(f"--config={path}:resnet,full"))
-  assert (resnet_full.n_critic, resnet_full.steps, resnet_full.g_channels) == (5, 20_000, 0)
+  assert (resnet_full.n_critic, resnet_full.steps, resnet_full.g_channels,
+          resnet_full.r1_weight) == (5, 20_000, 0, 0)
   # The same as naming it after the file; the variant named there is kept.
   named = config_of_command_line(parsed_config_flag(f"--config={path}:resnet"))
   assert named.to_dict() == {**resnet.to_dict(), "lr_g": 2e-4}
@@ -190,12 +192,13 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
   err = capsys.readouterr().err
   assert ("jaxgan: no accelerator found, so this is the config's CPU run: 1,400 steps of the "
           "class-conditional resnet (G 32, D 16 channels), hinge loss, 2 D steps per G step, "
-          "Adam betas (0, 0.9)") in err
+          "R1 gamma 0.1 every 4 D steps, Adam betas (0, 0.9)") in err
   # A recipe that cannot give recognisable samples here says so next, with what does.
   (note,) = [line for line in err.splitlines() if "learns slowly" in line]
   assert note.startswith("jaxgan: the ResNet") and note.endswith("python experiments/mnist.py")
   config_lib.complete_any(default)
-  assert "learns slowly" not in capsys.readouterr().err
+  err = capsys.readouterr().err  # no penalty: none named between the loss and the betas
+  assert "learns slowly" not in err and "hinge loss, Adam betas (0, 0.9)" in err
   # A recipe sees whether the run is conditional: StyleGAN2's conditional CPU run is its
   # own (half the steps, the class faded in), named with --config.model or after the file.
   sg2 = config_of_command_line(parsed_config_flag("--config.model=stylegan2"))
@@ -209,12 +212,12 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
   # Its first line names the fade and the augmentation, which the unconditional run lacks.
   config_lib.complete_any(cond)
   assert ("1,300 steps of the class-conditional stylegan2 (width 0.25), non_saturating loss, "
-          "Adam betas (0, 0.99), the class faded in over steps 300-1,000, augment "
-          "diffaugment (on a GPU") in capsys.readouterr().err
+          "R1 gamma 0.0032 every 16 D steps, Adam betas (0, 0.99), the class faded in over "
+          "steps 300-1,000, augment diffaugment (on a GPU") in capsys.readouterr().err
   config_lib.complete_any(sg2)
   err = capsys.readouterr().err
-  assert "1,700 steps of the stylegan2 (width 0.25), non_saturating loss, Adam betas (0, " \
-      "0.99) (on a GPU" in err and "faded" not in err
+  assert "1,700 steps of the stylegan2 (width 0.25), non_saturating loss, R1 gamma 0.0032 " \
+      "every 16 D steps, Adam betas (0, 0.99) (on a GPU" in err and "faded" not in err
   # A recipe's own choice gives way to the command line's (the DCGAN's CPU run is
   # conditional), and the other fields are the recipe's.
   dcgan = config_of_command_line(parsed_config_flag("--config.conditional=False"))
@@ -302,7 +305,9 @@ def test_r3gan_and_the_stacked_runs_have_their_recipes(capsys):
           r3.r2_weight, r3.b1, r3.schedule_kimg) == (520, 256, 32, 1, "relativistic", 0.05,
                                                      0.05, 0.0, 520 * 64 / 1000)
   config_lib.complete_any(r3)
-  assert "R3GAN needs an accelerator" in capsys.readouterr().err
+  err = capsys.readouterr().err
+  assert "R3GAN needs an accelerator" in err
+  assert "relativistic loss, R1 gamma 0.05, R2 gamma 0.05, Adam betas (0, 0.9)" in err
   path = os.path.join(ROOT, "experiments", "configs", "mnist.py")
   full = config_of_command_line(parsed_config_flag(f"--config={path}:r3gan,full"))
   assert (full.steps, full.width, full.stage_blocks, full.schedule_kimg) == (

@@ -489,6 +489,19 @@ def _translation_checks(out) -> list[tuple[bool, str]]:
   ]
 
 
+def _penalties(config) -> str:
+  """The gradient penalties a start line names: ", R1 gamma 0.1 every 4 D steps"."""
+  out = ""
+  if config.r1_weight:
+    out += f", R1 gamma {config.r1_weight:g}"
+    out += f" every {config.r1_every} D steps" if config.r1_every > 1 else ""
+  if config.r2_weight:
+    out += f", R2 gamma {config.r2_weight:g}"
+  if config.gp_weight:
+    out += f", gradient penalty {config.gp_weight:g}"
+  return out
+
+
 def _say_variant(config) -> None:
   """One line on which variant of its config file runs, and how to choose another."""
   if not config.variant:
@@ -503,8 +516,8 @@ def _say_variant(config) -> None:
             else f"channels min({config.channel_base} / resolution, {config.channel_max})"
             if config.channel_base and config.channel_max else f"width {config.width:g}")
     what += (f" of the {kind}{config.model}{f' ({size})' if size else ''}, {config.loss} loss"
-             f"{f', {config.n_critic} D steps per G step' if config.n_critic > 1 else ''}, "
-             f"Adam betas ({config.b1:g}, {config.b2:g})")
+             f"{f', {config.n_critic} D steps per G step' if config.n_critic > 1 else ''}"
+             f"{_penalties(config)}, Adam betas ({config.b1:g}, {config.b2:g})")
     if config.conditional and config.transition_end:
       what += (f", the class faded in over steps {config.transition_start:,}-"
                f"{config.transition_end:,}")
