@@ -192,7 +192,7 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
   err = capsys.readouterr().err
   assert ("jaxgan: no accelerator found, so this is the config's CPU run: 1,400 steps of the "
           "class-conditional resnet (G 32, D 16 channels), hinge loss, 2 D steps per G step, "
-          "R1 gamma 0.1 every 4 D steps, Adam betas (0, 0.9)") in err
+          "R1 gamma 0.1 every 4 steps, Adam betas (0, 0.9)") in err
   # A recipe that cannot give recognisable samples here says so next, with what does.
   (note,) = [line for line in err.splitlines() if "learns slowly" in line]
   assert note.startswith("jaxgan: the ResNet") and note.endswith("python experiments/mnist.py")
@@ -212,12 +212,12 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
   # Its first line names the fade and the augmentation, which the unconditional run lacks.
   config_lib.complete_any(cond)
   assert ("1,300 steps of the class-conditional stylegan2 (width 0.25), non_saturating loss, "
-          "R1 gamma 0.0032 every 16 D steps, Adam betas (0, 0.99), the class faded in over "
+          "R1 gamma 0.0032 every 16 steps, Adam betas (0, 0.99), the class faded in over "
           "steps 300-1,000, augment diffaugment (on a GPU") in capsys.readouterr().err
   config_lib.complete_any(sg2)
   err = capsys.readouterr().err
   assert "1,700 steps of the stylegan2 (width 0.25), non_saturating loss, R1 gamma 0.0032 " \
-      "every 16 D steps, Adam betas (0, 0.99) (on a GPU" in err and "faded" not in err
+      "every 16 steps, Adam betas (0, 0.99) (on a GPU" in err and "faded" not in err
   # A recipe's own choice gives way to the command line's (the DCGAN's CPU run is
   # conditional), and the other fields are the recipe's.
   dcgan = config_of_command_line(parsed_config_flag("--config.conditional=False"))

@@ -103,9 +103,9 @@ def _resnet(config, cpu: bool) -> None:
     config.n_critic = 2
     config.steps = 1400
     # At seed 1 those 1,400 steps left the sneakers' row black (diversity 0.16, flagged);
-    # R1 on the real images every 4th D step kept every class at both seeds and scored
-    # better at seed 0 (FD 82, 30%), at about the same cost; halving both learning rates
-    # kept them too but drew worse (FD 156 and 119).
+    # R1 on the real images, its own D update every 4th step, kept every class at both
+    # seeds and scored better at seed 0 (FD 82, 30%), at about the same cost; halving both
+    # learning rates kept them too but drew worse (FD 156 and 119).
     config.r1_weight = 0.1
     config.r1_every = 4
     config.cpu_note = (

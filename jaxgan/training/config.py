@@ -490,11 +490,12 @@ def _translation_checks(out) -> list[tuple[bool, str]]:
 
 
 def _penalties(config) -> str:
-  """The gradient penalties a start line names: ", R1 gamma 0.1 every 4 D steps"."""
+  """The gradient penalties a start line names, as ", R1 gamma 0.1 every 4 steps" (lazy R1:
+  its own D update every 4th step)."""
   out = ""
   if config.r1_weight:
     out += f", R1 gamma {config.r1_weight:g}"
-    out += f" every {config.r1_every} D steps" if config.r1_every > 1 else ""
+    out += f" every {config.r1_every} steps" if config.r1_every > 1 else ""
   if config.r2_weight:
     out += f", R2 gamma {config.r2_weight:g}"
   if config.gp_weight:
