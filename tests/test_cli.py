@@ -199,6 +199,11 @@ def test_the_model_on_the_command_line_runs_that_models_recipe(capsys):
   config_lib.complete_any(default)
   err = capsys.readouterr().err  # no penalty: none named between the loss and the betas
   assert "learns slowly" not in err and "hinge loss, Adam betas (0, 0.9)" in err
+  # R1 every step and WGAN-GP are named without a schedule.
+  config_lib.complete_any(config_of_command_line(parsed_config_flag(
+      "--config.r1_weight=0.5", "--config.gp_weight=10")))
+  assert "hinge loss, R1 gamma 0.5, gradient penalty 10, Adam betas (0, 0.9)" in \
+      capsys.readouterr().err
   # A recipe sees whether the run is conditional: StyleGAN2's conditional CPU run is its
   # own (half the steps, the class faded in), named with --config.model or after the file.
   sg2 = config_of_command_line(parsed_config_flag("--config.model=stylegan2"))
